@@ -1,0 +1,41 @@
+# v2serve: `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install models run test lint unit e2e bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# constraints.txt is the tested, locked set; pyproject.toml holds the ranges.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/python -m runtimes.examples model-repository
+
+run: models
+	$(BIN)/v2serve start --model-repository model-repository --settings settings
+
+lint: install
+	$(BIN)/ruff check runtimes tests
+	$(BIN)/mypy
+
+# Two pytest processes: mlserver.grpc and tritonclient.grpc register the same protobuf
+# symbols and cannot be imported into one process.
+unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+e2e: install
+	$(BIN)/python -m pytest tests/e2e -q
+
+test: lint unit e2e
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""Typed, strict settings.
+
+MLServer's ``Settings`` and ``ModelSettings`` drop unknown keys without a word, so a typo
+such as ``"paramters"`` silently changes nothing. Everything v2serve reads is checked here
+against the fields that exist, and an unknown key is an error that names it.
+
+Precedence for server settings: command-line flags, then ``MLSERVER_*`` environment
+variables (and a ``.env`` file), then ``settings/settings.json``, then v2serve's defaults,
+then MLServer's.
+"""
+
+import difflib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from mlserver.settings import ModelParameters, ModelSettings, Settings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SettingsError
+
+SETTINGS_FILENAME = "settings.json"
+ENV_PREFIX = "MLSERVER_"
+
+REPOSITORY_IMPLEMENTATION = "runtimes.repository.VersionedRepository"
+DEFAULT_RUNTIME = "runtimes.sklearn.SklearnRuntime"
+
+V2SERVE_DEFAULTS: dict[str, Any] = {
+    "model_repository_root": "model-repository",
+    # In-process inference: a worker process per model costs an IPC hop on every request
+    # and loads every model twice. Set MLSERVER_PARALLEL_WORKERS to opt back in.
+    "parallel_workers": 0,
+    # MLServer defaults debug to True, which turns on access logs for every request.
+    "debug": False,
+    "server_name": "v2serve",
+}
+
+
+def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
+    known_keys = sorted(set(known))
+    for key in values:
+        if key not in known_keys:
+            close = difflib.get_close_matches(key, known_keys, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise SettingsError(source, f"unknown key '{key}'{hint}")
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    names = set(model.model_fields)
+    for name, field in model.model_fields.items():
+        if field.serialization_alias:
+            names.add(field.serialization_alias)
+        if name.endswith("_"):
+            names.add(name.rstrip("_"))
+    return names
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(str(path), f"cannot be read as JSON: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise SettingsError(str(path), "must hold a JSON object")
+    return loaded
+
+
+def _keys_set_in_environment(environ: Mapping[str, str]) -> set[str]:
+    upper_env = {key.upper() for key in environ}
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        for line in dotenv.read_text().splitlines():
+            key, sep, _ = line.partition("=")
+            if sep:
+                upper_env.add(key.strip().upper())
+    return {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in upper_env}
+
+
+def build_server_settings(
+    settings_dir: Path | None,
+    model_repository: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build MLServer's ``Settings`` with v2serve's precedence (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, Any] = {}
+    if settings_dir is not None:
+        settings_path = settings_dir / SETTINGS_FILENAME
+        if settings_path.is_file():
+            file_values = read_json_object(settings_path)
+            reject_unknown_keys(file_values, _field_names(Settings), str(settings_path))
+
+    from_environment = _keys_set_in_environment(environ)
+    values = {
+        key: value
+        for key, value in {**V2SERVE_DEFAULTS, **file_values}.items()
+        if key not in from_environment
+    }
+    if model_repository is not None:
+        values["model_repository_root"] = model_repository
+    values["model_repository_implementation"] = REPOSITORY_IMPLEMENTATION
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError("server settings", str(exc)) from exc
+
+
+class VersionPolicy(BaseModel):
+    """Triton's version policy: which version folders of a model are served."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latest: dict[Literal["num_versions"], int] | None = None
+    all: dict[str, Any] | None = None
+    specific: dict[Literal["versions"], list[int]] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "VersionPolicy":
+        chosen = [name for name in ("latest", "all", "specific") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("version_policy takes exactly one of 'latest', 'all', 'specific'")
+        if self.latest is not None and self.latest.get("num_versions", 1) < 1:
+            raise ValueError("version_policy.latest.num_versions must be at least 1")
+        return self
+
+    def select(self, versions: Iterable[int]) -> list[int]:
+        ordered = sorted(set(versions))
+        if self.all is not None:
+            return ordered
+        if self.specific is not None:
+            wanted = set(self.specific.get("versions", []))
+            return [v for v in ordered if v in wanted]
+        count = (self.latest or {}).get("num_versions", 1)
+        return ordered[-count:]
+
+
+def _default_policy() -> VersionPolicy:
+    return VersionPolicy(latest={"num_versions": 1})
+
+
+class ModelExtra(BaseModel):
+    """v2serve's options for one model, from ``parameters.extra`` in model-settings.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact: str = "model.joblib"
+    """File name of the estimator inside the version folder."""
+    version_policy: VersionPolicy = Field(default_factory=_default_policy)
+    """Which versions are served, as in Triton. Default: the latest one."""
+    allow_nan: bool = False
+    """Whether NaN and Inf may reach the estimator."""
+
+
+def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:
+    try:
+        return ModelExtra.model_validate(dict(extra or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(source, f"parameters.extra: {problems}") from exc
+
+
+def parse_model_settings(values: Mapping[str, Any], source: str) -> ModelSettings:
+    """Validate a merged model-settings.json strictly, then build MLServer's object."""
+    reject_unknown_keys(values, _field_names(ModelSettings), source)
+    parameters = values.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        raise SettingsError(source, "'parameters' must be an object")
+    reject_unknown_keys(parameters, _field_names(ModelParameters), f"{source} parameters")
+    parse_model_extra(parameters.get("extra"), source)
+    try:
+        return ModelSettings.model_validate(dict(values))
+    except ValidationError as exc:
+        raise SettingsError(source, str(exc)) from exc

@@ -1,0 +1,81 @@
+"""The scikit-learn runtime: loads a joblib artifact from a version folder and serves it."""
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import joblib
+from mlserver import MLModel
+from mlserver.types import InferenceRequest, InferenceResponse
+
+from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .inference import run_methods, to_response_output
+from .schema import ModelSchema, derive_schema
+from .settings import ModelExtra, parse_model_extra
+from .validation import decode_features, requested_outputs
+
+# Unpickling imports modules; two threads importing the same module at once trip
+# importlib's deadlock detection (_DeadlockError), so artifacts load one at a time.
+_UNPICKLE_LOCK = threading.Lock()
+
+
+def _load_artifact(path: Path) -> Any:
+    with _UNPICKLE_LOCK:
+        return joblib.load(path)
+
+
+class SklearnRuntime(MLModel):
+    _estimator: Any
+    _schema: ModelSchema
+    _extra: ModelExtra
+
+    async def load(self) -> bool:
+        parameters = self._settings.parameters
+        uri = Path(parameters.uri if parameters and parameters.uri else ".")
+        try:
+            self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
+            self._estimator = await asyncio.to_thread(_load_artifact, uri / self._extra.artifact)
+            self._schema = derive_schema(
+                self._estimator, self._settings.inputs, self._settings.outputs
+            )
+        except SettingsError as exc:
+            raise ModelLoadFailed(self.name, self.version, str(exc)) from exc
+        except Exception as exc:
+            reason = f"cannot load {uri / self._extra.artifact}: {type(exc).__name__}: {exc}"
+            raise ModelLoadFailed(self.name, self.version, reason) from exc
+        self._settings.inputs = [spec.to_metadata() for spec in self._schema.inputs]
+        self._settings.outputs = [spec.to_metadata() for spec in self._schema.outputs]
+        self._settings.platform = "sklearn"
+        self._warm_up()
+        return True
+
+    def _warm_up(self) -> None:
+        """One inference from the schema alone, so a broken artifact never takes traffic."""
+        batch = self._schema.example_batch()
+        features: Any = next(iter(batch.values()))
+        if self._schema.named_columns:
+            import pandas as pd
+
+            features = pd.DataFrame({name: column.reshape(-1) for name, column in batch.items()})
+        try:
+            run_methods(self.name, self._estimator, features, self._schema.output_names[:1])
+        except EstimatorRejectedInput:
+            pass  # zeros or empty strings may be outside a categorical vocabulary
+        except Exception as exc:
+            raise ModelLoadFailed(
+                self.name, self.version, f"warm-up inference failed: {exc}"
+            ) from exc
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        features = decode_features(
+            self.name, self._schema, payload.inputs, allow_nan=self._extra.allow_nan
+        )
+        methods = requested_outputs(self.name, self._schema, payload.outputs)
+        results = run_methods(self.name, self._estimator, features, methods)
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self.version,
+            id=payload.id,
+            outputs=[to_response_output(name, values) for name, values in results.items()],
+        )

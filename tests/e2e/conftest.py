@@ -1,0 +1,159 @@
+"""A real v2serve server, started once per test session on free ports.
+
+This process imports ``tritonclient.grpc``, whose protobuf symbols clash with
+``mlserver.grpc``: nothing here may import MLServer or the runtimes that use it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+import requests
+
+from runtimes.examples import EXAMPLES, TEST_EXAMPLES, train_into
+
+ROOT = Path(__file__).resolve().parents[2]
+V2SERVE = Path(sys.executable).parent / "v2serve"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    repository: Path
+    log: Path
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.http_url}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def build_repository(target: Path) -> Path:
+    """The example repository's settings, trained artifacts, plus models only tests use."""
+    shutil.copytree(ROOT / "model-repository", target, ignore=shutil.ignore_patterns("*.joblib"))
+    train_into(target, EXAMPLES)
+    train_into(target, TEST_EXAMPLES)
+    # A folder holding nothing but a pickled estimator is served with defaults.
+    bare = target / "bare" / "1"
+    bare.mkdir(parents=True)
+    shutil.copy(target / "iris" / "1" / "model.joblib", bare / "model.joblib")
+    return target
+
+
+def start_server(
+    workdir: Path,
+    repository: Path,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
+    wait_ready: bool = True,
+) -> RunningServer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings_dir = workdir / "settings"
+    settings_dir.mkdir(exist_ok=True)
+    (settings_dir / "settings.json").write_text(json.dumps(settings or {}))
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    environment = {
+        **os.environ,
+        "MLSERVER_HTTP_PORT": str(http_port),
+        "MLSERVER_GRPC_PORT": str(grpc_port),
+        "MLSERVER_METRICS_PORT": str(metrics_port),
+        "MLSERVER_HOST": "127.0.0.1",
+        **(env or {}),
+    }
+    log = workdir / "server.log"
+    args = [str(V2SERVE), "start", "--settings", str(settings_dir)]
+    args += extra_args if extra_args is not None else ["--model-repository", str(repository)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            args, cwd=workdir, env=environment, stdout=sink, stderr=subprocess.STDOUT
+        )
+    server = RunningServer(process, http_port, grpc_port, metrics_port, repository, log)
+    if wait_ready:
+        wait_until_ready(server)
+    return server
+
+
+def wait_until_ready(server: RunningServer, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"v2serve exited early:\n{server.log_text()}")
+        try:
+            if requests.get(f"{server.base}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"v2serve not ready after {timeout}s:\n{server.log_text()}")
+
+
+def stop_server(server: RunningServer, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    if server.process.poll() is None:
+        server.process.send_signal(sig)
+        try:
+            server.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return server.process.returncode
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_repository(tmp_path_factory.mktemp("repo") / "model-repository")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterator[RunningServer]:
+    # The settings file names ports that the environment overrides: env beats file.
+    workdir = tmp_path_factory.mktemp("server")
+    running = start_server(
+        workdir, repository, settings={"http_port": free_port(), "grpc_port": free_port()}
+    )
+    yield running
+    assert stop_server(running) == 0, running.log_text()
+
+
+@pytest.fixture(scope="session")
+def estimators(repository: Path) -> dict[tuple[str, str], Any]:
+    """The same artifacts the server loads, run in-process to compare answers."""
+    return {
+        (path.parts[-3], path.parts[-2]): joblib.load(path)
+        for path in repository.glob("*/*/model.joblib")
+    }
+
+
+@pytest.fixture(params=["http", "grpc"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

@@ -1,0 +1,104 @@
+"""Server settings precedence, strict keys and version policy, without a server."""
+
+import json
+
+import pytest
+
+from runtimes.errors import SettingsError
+from runtimes.settings import (
+    VersionPolicy,
+    build_server_settings,
+    parse_model_extra,
+    parse_model_settings,
+)
+
+
+@pytest.fixture
+def settings_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for key in list(__import__("os").environ):
+        if key.startswith("MLSERVER_"):
+            monkeypatch.delenv(key)
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    (folder / "settings.json").write_text(
+        json.dumps({"http_port": 1111, "grpc_port": 2222, "model_repository_root": "from-file"})
+    )
+    return folder
+
+
+def test_file_beats_defaults(settings_dir):
+    settings = build_server_settings(settings_dir, None, environ={})
+    assert (settings.http_port, settings.grpc_port) == (1111, 2222)
+    assert settings.model_repository_root == "from-file"
+    assert settings.metrics_port == 8082
+    assert settings.parallel_workers == 0 and settings.debug is False
+
+
+def test_environment_beats_file(settings_dir, monkeypatch):
+    monkeypatch.setenv("MLSERVER_HTTP_PORT", "3333")
+    settings = build_server_settings(settings_dir, None, environ={"MLSERVER_HTTP_PORT": "3333"})
+    assert settings.http_port == 3333
+    assert settings.grpc_port == 2222
+
+
+def test_flag_beats_environment(settings_dir, monkeypatch):
+    monkeypatch.setenv("MLSERVER_MODEL_REPOSITORY_ROOT", "from-env")
+    env = {"MLSERVER_MODEL_REPOSITORY_ROOT": "from-env"}
+    assert (
+        build_server_settings(settings_dir, None, environ=env).model_repository_root == "from-env"
+    )
+    assert (
+        build_server_settings(settings_dir, "from-flag", environ=env).model_repository_root
+        == "from-flag"
+    )
+
+
+def test_defaults_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = build_server_settings(None, None, environ={})
+    assert settings.model_repository_root == "model-repository"
+    assert settings.model_repository_implementation is not None
+
+
+def test_unknown_server_key_is_named(settings_dir):
+    (settings_dir / "settings.json").write_text(json.dumps({"grpc_prot": 1}))
+    with pytest.raises(SettingsError, match="grpc_prot.*grpc_port"):
+        build_server_settings(settings_dir, None, environ={})
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"paramters": {}}, "paramters"),
+        ({"parameters": {"uri": ".", "extr": {}}}, "extr"),
+        ({"parameters": {"extra": {"allow_nan": True, "artefact": "x"}}}, "artefact"),
+    ],
+)
+def test_unknown_model_keys_are_named(values, key):
+    with pytest.raises(SettingsError, match=key):
+        parse_model_settings(
+            {"name": "m", "implementation": "x.Y", **values}, "m/model-settings.json"
+        )
+
+
+@pytest.mark.parametrize(
+    ("policy", "versions", "served"),
+    [
+        ({"latest": {"num_versions": 1}}, [3, 1, 2], [3]),
+        ({"latest": {"num_versions": 2}}, [1, 2, 10], [2, 10]),
+        ({"all": {}}, [2, 1], [1, 2]),
+        ({"specific": {"versions": [1, 3]}}, [1, 2, 3], [1, 3]),
+        ({"specific": {"versions": [7]}}, [1, 2], []),
+    ],
+)
+def test_version_policy(policy, versions, served):
+    assert VersionPolicy.model_validate(policy).select(versions) == served
+
+
+@pytest.mark.parametrize(
+    "policy", [{}, {"latest": {"num_versions": 0}}, {"all": {}, "latest": {"num_versions": 1}}]
+)
+def test_bad_version_policy_is_rejected(policy):
+    with pytest.raises(SettingsError, match="version_policy"):
+        parse_model_extra({"version_policy": policy}, "m")
