@@ -14,7 +14,7 @@ from pathlib import Path
 from mlserver.utils import install_uvloop_event_loop
 
 from .errors import SettingsError
-from .settings import build_server_settings
+from .settings import build_server_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,8 +42,8 @@ async def _serve(args: argparse.Namespace) -> None:
     settings_dir = args.settings if args.settings is not None else Path("settings")
     if args.settings is not None and not settings_dir.is_dir():
         raise SettingsError(str(settings_dir), "settings folder does not exist")
-    settings = build_server_settings(settings_dir, args.model_repository)
-    server = V2Server(settings)
+    config = build_server_config(settings_dir, args.model_repository)
+    server = V2Server(config)
     await server.start()
 
 

@@ -2,19 +2,26 @@
 
 - Readiness is honest: false with zero models, and false until every model found at
   start-up has a ready version (MLServer says ready with none, SeldonIO/MLServer#2056).
-- Unknown models and versions are 404s that list the versions that exist.
+- Unknown models and versions are 404s that list the versions that exist; a version that
+  is still loading is a 503, not MLServer's 400.
+- Requests are counted in flight per version, so a retired version drains before unload.
 - Model metadata lists the model's served versions (MLServer returns its dependency list).
 """
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from mlserver.errors import ModelNotFound
 from mlserver.handlers import DataPlane
 from mlserver.model import MLModel
 from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
-from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
+from mlserver.types import MetadataModelResponse
 
-from .errors import ModelUnavailable
-from .repository.states import ModelStates
+from .errors import ModelUnavailable, NotReady
+from .repository.inflight import InFlight
+from .repository.states import ModelStates, VersionState
+from .settings import ServerOptions
 
 
 def _version_key(version: str | None) -> tuple[int, str]:
@@ -23,9 +30,18 @@ def _version_key(version: str | None) -> tuple[int, str]:
 
 
 class V2DataPlane(DataPlane):
-    def __init__(self, settings: Settings, model_registry: MultiModelRegistry, states: ModelStates):
+    def __init__(
+        self,
+        settings: Settings,
+        model_registry: MultiModelRegistry,
+        states: ModelStates,
+        options: ServerOptions,
+        inflight: InFlight,
+    ):
         super().__init__(settings=settings, model_registry=model_registry)
         self.states = states
+        self.options = options
+        self.inflight = inflight
 
     async def available_versions(self, name: str) -> list[str]:
         try:
@@ -37,18 +53,23 @@ class V2DataPlane(DataPlane):
 
     async def resolve(self, name: str, version: str | None) -> MLModel:
         try:
-            return await self._model_registry.get_model(name, version or None)
+            model = await self._model_registry.get_model(name, version or None)
         except ModelNotFound as exc:
             available = await self.available_versions(name)
             if not available and not version:
                 raise ModelUnavailable(name) from exc
             raise ModelUnavailable(name, version, available) from exc
+        return model
 
     async def ready(self) -> bool:
         expected = self.states.expected_models
         if not expected:
             return False
-        return all(self.states.has_ready_version(name) for name in expected)
+        if self.options.readiness == "strict":
+            return all(self.states.has_ready_version(name) for name in expected)
+        statuses = self.states.all()
+        loading = any(s.state is VersionState.LOADING for s in statuses)
+        return not loading and any(s.state is VersionState.READY for s in statuses)
 
     async def model_ready(self, name: str, version: str | None = None) -> bool:
         return (await self.resolve(name, version)).ready
@@ -59,8 +80,13 @@ class V2DataPlane(DataPlane):
         metadata.versions = await self.available_versions(name)
         return metadata
 
-    async def infer(
-        self, payload: InferenceRequest, name: str, version: str | None = None
-    ) -> InferenceResponse:
-        await self.resolve(name, version)
-        return await super().infer(payload, name, version or None)
+    @asynccontextmanager
+    async def _infer_contextmanager(
+        self, name: str, version: str | None = None
+    ) -> AsyncIterator[MLModel]:
+        model = await self.resolve(name, version)
+        if not model.ready:
+            raise NotReady(name, version)
+        with self.inflight.track(model):
+            async with super()._infer_contextmanager(name, version or None) as same:
+                yield same

@@ -1,34 +1,44 @@
 """The v2serve server: MLServer 1.7.1 with v2serve's data plane, repository and protocol fixes.
 
 ``MLServer.__init__`` builds its own DataPlane, whose Prometheus counters can only be
-registered once per process, so V2Server assembles the same parts itself with
-``V2DataPlane`` in place of MLServer's.
+registered once per process, so V2Server assembles the same parts itself with v2serve's
+data plane, registry and repository handlers in place of MLServer's.
 """
 
 import asyncio
 import logging
 
 from mlserver import MLServer
-from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.metrics import MetricsServer
+from mlserver.model import MLModel
 from mlserver.parallel import InferencePoolRegistry
+from mlserver.registry import MultiModelRegistry
 from mlserver.repository.factory import ModelRepositoryFactory
-from mlserver.settings import ModelSettings, Settings
+from mlserver.settings import ModelSettings
 
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
+from .protocol.rest_repository import install_repository_routes
 from .protocol.status import install_grpc_status_mapping
 from .repository import VersionedRepository
+from .repository.controller import RepositoryController
+from .repository.inflight import InFlight
+from .repository.registry import V2ModelRegistry
 from .repository.states import ModelStates, VersionState
+from .repository_api import V2RepositoryHandlers
+from .settings import ServerConfig
 
 logger = logging.getLogger("v2serve.server")
 
 
 class V2Server(MLServer):
-    def __init__(self, settings: Settings):
+    def __init__(self, config: ServerConfig):
+        settings = config.mlserver
         self._settings = settings
+        self.options = config.options
         self.states = ModelStates()
+        self.inflight = InFlight()
         self._add_signal_handlers()
         self._metrics_server = MetricsServer(settings) if settings.metrics_endpoint else None
         self._inference_pool_registry = None
@@ -38,55 +48,85 @@ class V2Server(MLServer):
                 settings, on_worker_stop=on_worker_stop
             )
         self._model_registry = self._create_model_registry()
-        self._model_repository = ModelRepositoryFactory.resolve_model_repository(settings)
-        self._data_plane = V2DataPlane(settings, self._model_registry, self.states)
-        self._model_repository_handlers = ModelRepositoryHandlers(
-            repository=self._model_repository, model_registry=self._model_registry
+        repository = ModelRepositoryFactory.resolve_model_repository(settings)
+        assert isinstance(repository, VersionedRepository)
+        self._model_repository = self.repository = repository
+        self._data_plane = V2DataPlane(
+            settings, self._model_registry, self.states, self.options, self.inflight
+        )
+        self.controller = RepositoryController(repository, self, self.states, self.options)
+        self._model_repository_handlers = V2RepositoryHandlers(
+            repository, self._model_registry, self.controller, self.states
         )
         self._configure_logger()
         self._create_servers()
+
+    def _create_model_registry(self) -> MultiModelRegistry:
+        hooks = super()._create_model_registry()
+        return V2ModelRegistry(
+            on_model_load=hooks._on_model_load,
+            on_model_reload=hooks._on_model_reload,
+            on_model_unload=hooks._on_model_unload,
+            model_initialiser=hooks._model_initialiser,
+        )
 
     def _create_servers(self) -> None:
         install_grpc_status_mapping()
         super()._create_servers()
         app = self._rest_server._app
         install_rest_error_handlers(app)
+        install_repository_routes(app, self._model_repository_handlers)
         app.add_middleware(DefaultJSONContentType)
-
-    @property
-    def repository(self) -> VersionedRepository:
-        assert isinstance(self._model_repository, VersionedRepository)
-        return self._model_repository
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
         name, version = model_settings.name, model_settings.version or ""
-        self.states.set(name, version, VersionState.LOADING)
+        if not self.states.has_version_ready(name, version):
+            self.states.set(name, version, VersionState.LOADING)
         try:
             await self._model_registry.load(model_settings)
         except Exception as exc:
             reason = (
                 exc.reason if isinstance(exc, ModelLoadFailed) else f"{type(exc).__name__}: {exc}"
             )
-            self.states.set(name, version, VersionState.UNAVAILABLE, reason)
-            logger.error("model '%s' version %s is unavailable: %s", name, version, reason)
+            if self.states.has_version_ready(name, version):
+                self.states.set(name, version, VersionState.READY, reason)
+            else:
+                self.states.set(name, version, VersionState.UNAVAILABLE, reason)
+            logger.error("model '%s' version %s failed to load: %s", name, version, reason)
             return False
         self.states.set(name, version, VersionState.READY)
+        logger.info("model '%s' version %s is ready", name, version)
         return True
 
-    async def discover(self) -> list[ModelSettings]:
-        found = await self.repository.list()
-        self.states.expected_models = {m.name for m in self.repository.model_folders()}
-        for name, error in self.repository.settings_errors.items():
-            self.states.set(name, "", VersionState.UNAVAILABLE, str(error))
-        return found
+    async def retire_version(self, name: str, version: str) -> None:
+        """Stop routing to a version at once; unload it once its requests have finished."""
+        self.states.set(name, version, VersionState.UNLOADING)
+        timeout = self.options.drain_timeout
+
+        async def drained(model: MLModel) -> None:
+            if not await self.inflight.drained(model, timeout):
+                logger.warning(
+                    "model '%s' version %s unloaded with requests in flight", name, version
+                )
+
+        assert isinstance(self._model_registry, V2ModelRegistry)
+        await self._model_registry.retire(name, version, drained)
+        self.states.forget(name, version)
+        logger.info("model '%s' version %s is unloaded", name, version)
 
     async def start(self, models_settings: list[ModelSettings] | None = None) -> None:
-        if models_settings is None:
-            models_settings = await self.discover() if self._settings.load_models_at_startup else []
         servers = [self._rest_server.start(), self._grpc_server.start()]
         if self._metrics_server:
             servers.append(self._metrics_server.start())
         servers_task = asyncio.gather(*servers)
-        await asyncio.gather(*(self.load_version(ms) for ms in models_settings))
+        if self._settings.load_models_at_startup:
+            self.states.expected_models = {m.name for m in self.repository.model_folders()}
+            await self.controller.reconcile(settle_all=True)
+        if self.options.watch:
+            self.controller.start_watching()
         await servers_task
+
+    async def stop(self, sig: int | None = None) -> None:
+        await self.controller.stop_watching()
+        await super().stop(sig)

@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,33 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
     "debug": False,
     "server_name": "v2serve",
 }
+
+
+V2SERVE_SECTION = "v2serve"
+V2SERVE_ENV_PREFIX = "V2SERVE_"
+
+
+class ServerOptions(BaseModel):
+    """v2serve's own server options: the ``"v2serve"`` object in settings.json, or
+    ``V2SERVE_<KEY>`` environment variables (which win over the file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watch: bool = True
+    """Watch the repository and serve what is dropped in. False is explicit mode: models
+    change only through the repository API."""
+    use_inotify: bool = True
+    """False forces polling, for file systems where inotify sees nothing (NFS, some FUSE)."""
+    poll_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between repository scans. inotify, where available, wakes a scan at once."""
+    settle_seconds: float = Field(default=1.0, ge=0, le=600)
+    """How long a folder copied in place must stay unchanged before it is loaded. A folder
+    renamed into place is loaded at once."""
+    readiness: Literal["strict", "lenient"] = "strict"
+    """strict: ready only when every model has a ready version. lenient: ready when at
+    least one model is ready and none is still loading; failed models are ignored."""
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """Seconds a retired version waits for its in-flight requests before it is unloaded."""
 
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
@@ -78,19 +106,49 @@ def _keys_set_in_environment(environ: Mapping[str, str]) -> set[str]:
     return {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in upper_env}
 
 
-def build_server_settings(
+def _server_options(
+    file_values: Mapping[str, Any], environ: Mapping[str, str], source: str
+) -> ServerOptions:
+    values = dict(file_values)
+    for key, value in environ.items():
+        upper = key.upper()
+        if upper.startswith(V2SERVE_ENV_PREFIX):
+            values[upper[len(V2SERVE_ENV_PREFIX) :].lower()] = value
+    try:
+        return ServerOptions.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(source, f"v2serve options: {problems}") from exc
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    mlserver: Settings
+    options: ServerOptions
+
+
+def build_server_config(
     settings_dir: Path | None,
     model_repository: str | None,
     environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build MLServer's ``Settings`` with v2serve's precedence (see the module docstring)."""
+) -> ServerConfig:
+    """MLServer's ``Settings`` and v2serve's options, with v2serve's precedence."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, Any] = {}
+    source = "settings"
     if settings_dir is not None:
         settings_path = settings_dir / SETTINGS_FILENAME
+        source = str(settings_path)
         if settings_path.is_file():
             file_values = read_json_object(settings_path)
-            reject_unknown_keys(file_values, _field_names(Settings), str(settings_path))
+            known = _field_names(Settings) | {V2SERVE_SECTION}
+            reject_unknown_keys(file_values, known, source)
+    options_values = file_values.pop(V2SERVE_SECTION, {})
+    if not isinstance(options_values, Mapping):
+        raise SettingsError(source, f"'{V2SERVE_SECTION}' must be an object")
+    options = _server_options(options_values, environ, source)
 
     from_environment = _keys_set_in_environment(environ)
     values = {
@@ -102,9 +160,18 @@ def build_server_settings(
         values["model_repository_root"] = model_repository
     values["model_repository_implementation"] = REPOSITORY_IMPLEMENTATION
     try:
-        return Settings(**values)
+        return ServerConfig(mlserver=Settings(**values), options=options)
     except ValidationError as exc:
         raise SettingsError("server settings", str(exc)) from exc
+
+
+def build_server_settings(
+    settings_dir: Path | None,
+    model_repository: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build MLServer's ``Settings`` with v2serve's precedence (see the module docstring)."""
+    return build_server_config(settings_dir, model_repository, environ).mlserver
 
 
 class VersionPolicy(BaseModel):

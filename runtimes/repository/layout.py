@@ -68,5 +68,36 @@ def scan_repository(root: Path) -> list[ModelFolder]:
         if not is_valid_model_name(child.name):
             _warn_once(child, f"ignoring '{child}': not a valid model name")
             continue
+        if escapes(root, child):
+            _warn_once(child, f"ignoring '{child}': it leads outside the repository")
+            continue
         models.append(scan_model(child))
     return models
+
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """(relative path, size, mtime) of every file under ``path``: any write changes it."""
+    entries = []
+    for child in sorted(path.rglob("*")):
+        relative = child.relative_to(path)
+        if any(is_temporary(part) for part in relative.parts):
+            continue
+        try:
+            stat = child.stat()
+        except OSError:
+            continue  # removed while scanning: the next scan sees the change
+        if child.is_file():
+            entries.append((str(relative), stat.st_size, stat.st_mtime_ns))
+    return tuple(entries)
+
+
+def escapes(root: Path, path: Path) -> bool:
+    """A symlink (or ``..``) that leads outside the repository root."""
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return True
+    return False

@@ -31,17 +31,17 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _model_values(model: ModelFolder) -> dict[str, Any]:
+def model_values(model: ModelFolder) -> dict[str, Any]:
     settings_file = model.settings_file
     return read_json_object(settings_file) if settings_file else {}
 
 
 def version_settings(
-    model: ModelFolder, version: int, model_values: dict[str, Any]
+    model: ModelFolder, version: int, shared_values: dict[str, Any]
 ) -> ModelSettings:
     """Settings for one version: the model's file, overridden by the version's own."""
     version_path = model.versions[version]
-    values = dict(model_values)
+    values = dict(shared_values)
     version_file = version_path / MODEL_SETTINGS_FILENAME
     source = str(model.settings_file or model.path)
     if version_file.is_file():
@@ -70,8 +70,8 @@ def version_settings(
     return parse_model_settings(values, source)
 
 
-def served_versions(model: ModelFolder, model_values: dict[str, Any]) -> list[int]:
-    extra = (model_values.get("parameters") or {}).get("extra")
+def served_versions(model: ModelFolder, shared_values: dict[str, Any]) -> list[int]:
+    extra = (shared_values.get("parameters") or {}).get("extra")
     policy = parse_model_extra(extra, str(model.settings_file or model.path)).version_policy
     return policy.select(model.versions)
 
@@ -85,7 +85,7 @@ class VersionedRepository(ModelRepository):
         return scan_repository(self.root)
 
     def settings_for(self, model: ModelFolder) -> list[ModelSettings]:
-        values = _model_values(model)
+        values = model_values(model)
         return [version_settings(model, v, values) for v in served_versions(model, values)]
 
     async def list(self) -> list[ModelSettings]:

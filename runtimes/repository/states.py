@@ -40,5 +40,9 @@ class ModelStates:
     def all(self) -> list[VersionStatus]:
         return [self._statuses[key] for key in sorted(self._statuses)]
 
+    def has_version_ready(self, model: str, version: str) -> bool:
+        status = self._statuses.get((model, version))
+        return status is not None and status.state is VersionState.READY
+
     def has_ready_version(self, model: str) -> bool:
         return any(s.state is VersionState.READY for s in self.of_model(model))

@@ -72,3 +72,24 @@ def test_bad_settings_name_the_key(tmp_path):
     [model] = repository.model_folders()
     with pytest.raises(SettingsError, match="max_batch_sise"):
         repository.settings_for(model)
+
+
+def test_fingerprint_changes_with_any_write_and_skips_temporaries(tmp_path):
+    from runtimes.repository.layout import fingerprint
+
+    (tmp_path / "model.joblib").write_bytes(b"a")
+    before = fingerprint(tmp_path)
+    (tmp_path / ".model.joblib.tmp").write_bytes(b"partial")
+    assert fingerprint(tmp_path) == before
+    (tmp_path / "model.joblib").write_bytes(b"ab")
+    assert fingerprint(tmp_path) != before
+
+
+def test_symlinked_model_that_escapes_is_ignored(tmp_path):
+    outside = tmp_path / "outside"
+    _touch(outside / "1" / "model.joblib")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "sneaky").symlink_to(outside)
+    _touch(root / "fine" / "1" / "model.joblib")
+    assert [m.name for m in scan_repository(root)] == ["fine"]

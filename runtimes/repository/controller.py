@@ -1,0 +1,247 @@
+"""Keeps what is served in step with the repository folder.
+
+Each scan fingerprints every version folder. A folder renamed into place is loaded at
+once; a folder written in place is loaded once it has stayed unchanged for the settle
+period. The version policy then decides what is served: new versions load first (and
+warm up), and only then are the versions that left the policy retired, after their
+in-flight requests finish. A version that fails to load is not retried until its folder
+changes, and never displaces the version that serves.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mlserver.settings import ModelSettings
+
+from ..errors import ModelLoadFailed, ModelUnavailable, SettingsError
+from ..settings import ServerOptions, VersionPolicy, parse_model_extra
+from .inotify import Inotify, open_inotify
+from .layout import MODEL_SETTINGS_FILENAME, Fingerprint, ModelFolder, fingerprint
+from .planner import Plan, VersionView, plan
+from .repository import VersionedRepository, model_values, version_settings
+from .states import ModelStates, VersionState
+
+logger = logging.getLogger("v2serve.repository")
+Key = tuple[str, int]
+
+
+class VersionLoader(Protocol):
+    async def load_version(self, model_settings: ModelSettings) -> bool: ...
+
+    async def retire_version(self, name: str, version: str) -> None: ...
+
+
+@dataclass
+class _Seen:
+    fingerprint: Fingerprint
+    since: float
+    renamed: bool
+
+
+class RepositoryController:
+    def __init__(
+        self,
+        repository: VersionedRepository,
+        loader: VersionLoader,
+        states: ModelStates,
+        options: ServerOptions,
+    ):
+        self.repository = repository
+        self.loader = loader
+        self.states = states
+        self.options = options
+        self.held: set[str] = set()
+        self._seen: dict[Key, _Seen] = {}
+        self._served: dict[Key, Fingerprint] = {}
+        self._failed: dict[Key, Fingerprint] = {}
+        self._lock = asyncio.Lock()
+        self._inotify: Inotify | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- views -------------------------------------------------------------------------
+
+    def _view(self, model: ModelFolder, now: float, settle_all: bool) -> dict[int, VersionView]:
+        settings_file = model.path / MODEL_SETTINGS_FILENAME
+        shared: Fingerprint = ()
+        if settings_file.is_file():
+            stat = settings_file.stat()
+            shared = ((MODEL_SETTINGS_FILENAME, stat.st_size, stat.st_mtime_ns),)
+        renamed = self._inotify.renamed_in if self._inotify else set()
+        views: dict[int, VersionView] = {}
+        for version, path in model.versions.items():
+            key = (model.name, version)
+            current = shared + fingerprint(path)
+            # A file renamed over an artifact of a known version is instant too; files
+            # renamed into a new folder are not (rsync builds folders that way).
+            known = key in self._served or key in self._failed
+            arrived_by_rename = path in renamed or (
+                known and any(p.parent == path for p in renamed)
+            )
+            seen = self._seen.get(key)
+            if seen is None or seen.fingerprint != current:
+                seen = _Seen(current, now, arrived_by_rename)
+                self._seen[key] = seen
+            stable = settle_all or seen.renamed or now - seen.since >= self.options.settle_seconds
+            views[version] = VersionView(current, stable)
+        return views
+
+    def _plan(self, name: str, present: dict[int, VersionView], policy: VersionPolicy) -> Plan:
+        return plan(present, self._served_versions(name), self._failed_versions(name), policy)
+
+    def _served_versions(self, name: str) -> dict[int, Fingerprint]:
+        return {v: fp for (m, v), fp in self._served.items() if m == name}
+
+    def _failed_versions(self, name: str) -> dict[int, Fingerprint]:
+        return {v: fp for (m, v), fp in self._failed.items() if m == name}
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def _load(self, model: ModelFolder, values: dict, version: int, fp: Fingerprint) -> None:
+        key = (model.name, version)
+        try:
+            settings = version_settings(model, version, values)
+        except SettingsError as exc:
+            self.states.set(model.name, str(version), VersionState.UNAVAILABLE, str(exc))
+            self._failed[key] = fp
+            return
+        if await self.loader.load_version(settings):
+            self._served[key] = fp
+            self._failed.pop(key, None)
+        else:
+            self._failed[key] = fp
+
+    async def _retire(self, name: str, version: int) -> None:
+        self._served.pop((name, version), None)
+        await self.loader.retire_version(name, str(version))
+
+    async def _reconcile_model(self, model: ModelFolder, now: float, settle_all: bool) -> None:
+        try:
+            values = model_values(model)
+            policy = parse_model_extra(
+                (values.get("parameters") or {}).get("extra"), str(model.settings_file)
+            ).version_policy
+        except SettingsError as exc:
+            self.states.set(model.name, "", VersionState.UNAVAILABLE, str(exc))
+            return
+        self.states.forget(model.name, "")
+        present = self._view(model, now, settle_all)
+        first = plan(
+            present, self._served_versions(model.name), self._failed_versions(model.name), policy
+        )
+        for version in first.load:
+            await self._load(model, values, version, present[version].fingerprint)
+        second = plan(
+            present, self._served_versions(model.name), self._failed_versions(model.name), policy
+        )
+        for version in second.retire:
+            await self._retire(model.name, version)
+        for version in present:
+            if version not in policy.select(present) and (model.name, version) not in self._served:
+                self.states.forget(model.name, str(version))
+
+    async def _remove_model(self, name: str) -> None:
+        for version in sorted(self._served_versions(name)):
+            await self._retire(name, version)
+        for key in [k for k in (*self._seen, *self._failed) if k[0] == name]:
+            self._seen.pop(key, None)
+            self._failed.pop(key, None)
+        for status in self.states.of_model(name):
+            self.states.forget(name, status.version)
+        self.states.expected_models.discard(name)
+
+    async def reconcile(self, only: Iterable[str] | None = None, settle_all: bool = False) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            consumed = set(self._inotify.renamed_in) if self._inotify else set()
+            folders = {m.name: m for m in self.repository.model_folders()}
+            wanted = set(only) if only is not None else None
+            for name, model in folders.items():
+                if (wanted is None or name in wanted) and name not in self.held:
+                    if self._inotify:
+                        self._watch(model)
+                    await self._reconcile_model(model, now, settle_all)
+            known = {m for m, _ in self._served} | {s.model for s in self.states.all()}
+            for name in known - set(folders):
+                if wanted is None or name in wanted:
+                    await self._remove_model(name)
+            if self._inotify:
+                self._inotify.renamed_in -= consumed
+
+    # -- explicit control (the repository API) -----------------------------------------
+
+    async def load_model(self, name: str) -> None:
+        if not any(m.name == name for m in self.repository.model_folders()):
+            raise ModelUnavailable(name)
+        self.held.discard(name)
+        await self.reconcile(only=[name], settle_all=True)
+        if not self.states.has_ready_version(name):
+            reasons = "; ".join(s.reason for s in self.states.of_model(name) if s.reason)
+            raise ModelLoadFailed(name, None, reasons or "no version could be loaded")
+
+    async def unload_model(self, name: str) -> None:
+        in_folder = any(m.name == name for m in self.repository.model_folders())
+        if not in_folder and name not in {m for m, _ in self._served}:
+            raise ModelUnavailable(name)
+        async with self._lock:
+            self.held.add(name)
+            await self._remove_model(name)
+
+    # -- watching ----------------------------------------------------------------------
+
+    def _watch(self, model: ModelFolder) -> None:
+        assert self._inotify is not None
+        self._inotify.watch(model.path)
+        for path in model.versions.values():
+            self._inotify.watch(path)
+
+    def _pending_settle(self, now: float) -> float | None:
+        waits = [
+            self.options.settle_seconds - (now - seen.since)
+            for key, seen in self._seen.items()
+            if not seen.renamed
+            and self._served.get(key) != seen.fingerprint
+            and self._failed.get(key) != seen.fingerprint
+            and now - seen.since < self.options.settle_seconds
+        ]
+        return max(0.05, min(waits)) if waits else None
+
+    async def _watch_loop(self) -> None:
+        while True:
+            timeout = self.options.poll_interval
+            pending = self._pending_settle(time.monotonic())
+            if pending is not None:
+                timeout = min(timeout, pending + 0.01)
+            if self._inotify is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._inotify.woken.wait(), timeout)
+                self._inotify.woken.clear()
+            else:
+                await asyncio.sleep(timeout)
+            try:
+                await self.reconcile()
+            except Exception:
+                logger.exception("repository scan failed; retrying at the next one")
+
+    def start_watching(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._inotify = open_inotify() if self.options.use_inotify else None
+        if self._inotify is not None:
+            self._inotify.attach(loop)
+            self._inotify.watch(self.repository.root)
+            for model in self.repository.model_folders():
+                self._watch(model)
+        self._task = loop.create_task(self._watch_loop())
+
+    async def stop_watching(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inotify is not None:
+            self._inotify.close(asyncio.get_running_loop())
+            self._inotify = None
