@@ -100,7 +100,11 @@ def start_server(
         )
     server = RunningServer(process, http_port, grpc_port, metrics_port, repository, log)
     if wait_ready:
-        wait_until_ready(server)
+        try:
+            wait_until_ready(server)
+        except RuntimeError:
+            stop_server(server)
+            raise
     return server
 
 
