@@ -17,6 +17,8 @@ from mlserver.settings import ModelSettings, Settings
 
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
+from .protocol.grpc_checks import install_grpc_request_checks
+from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.status import install_grpc_status_mapping
 from .repository import VersionedRepository
@@ -48,10 +50,12 @@ class V2Server(MLServer):
 
     def _create_servers(self) -> None:
         install_grpc_status_mapping()
+        install_grpc_request_checks()
         super()._create_servers()
         app = self._rest_server._app
         install_rest_error_handlers(app)
         app.add_middleware(DefaultJSONContentType)
+        install_body_limit(app, self._settings)
 
     @property
     def repository(self) -> VersionedRepository:

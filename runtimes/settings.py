@@ -37,6 +37,24 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
     "server_name": "v2serve",
 }
 
+# Triton's default limit on a request body (and on a gRPC message).
+DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+
+
+class V2Settings(Settings):
+    """MLServer's server settings plus v2serve's own, read the same way (file, MLSERVER_*)."""
+
+    max_request_size: int = Field(DEFAULT_MAX_REQUEST_SIZE, gt=0)
+    """Largest REST request body in bytes; a larger one gets a 413 before it is read."""
+    grpc_max_message_length: int | None = None
+    """As in MLServer, but unset means ``max_request_size`` rather than gRPC's 4 MiB."""
+
+    @model_validator(mode="after")
+    def _grpc_limit_follows(self) -> "V2Settings":
+        if self.grpc_max_message_length is None:
+            self.grpc_max_message_length = self.max_request_size
+        return self
+
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
     known_keys = sorted(set(known))
@@ -75,14 +93,14 @@ def _keys_set_in_environment(environ: Mapping[str, str]) -> set[str]:
             key, sep, _ = line.partition("=")
             if sep:
                 upper_env.add(key.strip().upper())
-    return {name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in upper_env}
+    return {name for name in V2Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in upper_env}
 
 
 def build_server_settings(
     settings_dir: Path | None,
     model_repository: str | None,
     environ: Mapping[str, str] | None = None,
-) -> Settings:
+) -> V2Settings:
     """Build MLServer's ``Settings`` with v2serve's precedence (see the module docstring)."""
     environ = os.environ if environ is None else environ
     file_values: dict[str, Any] = {}
@@ -90,7 +108,7 @@ def build_server_settings(
         settings_path = settings_dir / SETTINGS_FILENAME
         if settings_path.is_file():
             file_values = read_json_object(settings_path)
-            reject_unknown_keys(file_values, _field_names(Settings), str(settings_path))
+            reject_unknown_keys(file_values, _field_names(V2Settings), str(settings_path))
 
     from_environment = _keys_set_in_environment(environ)
     values = {
@@ -102,7 +120,7 @@ def build_server_settings(
         values["model_repository_root"] = model_repository
     values["model_repository_implementation"] = REPOSITORY_IMPLEMENTATION
     try:
-        return Settings(**values)
+        return V2Settings(**values)
     except ValidationError as exc:
         raise SettingsError("server settings", str(exc)) from exc
 
@@ -140,6 +158,27 @@ def _default_policy() -> VersionPolicy:
     return VersionPolicy(latest={"num_versions": 1})
 
 
+class FeatureConstraint(BaseModel):
+    """Values a feature may take: a numeric range, or categories for a string feature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureConstraint":
+        has_range = self.min is not None or self.max is not None
+        if has_range and self.categories is not None:
+            raise ValueError("a feature takes either min/max or categories, not both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.categories is not None and not self.categories:
+            raise ValueError("categories must not be empty")
+        return self
+
+
 class ModelExtra(BaseModel):
     """v2serve's options for one model, from ``parameters.extra`` in model-settings.json."""
 
@@ -151,6 +190,10 @@ class ModelExtra(BaseModel):
     """Which versions are served, as in Triton. Default: the latest one."""
     allow_nan: bool = False
     """Whether NaN and Inf may reach the estimator."""
+    feature_names: list[str] | None = None
+    """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
+    features: dict[str, FeatureConstraint] = Field(default_factory=dict)
+    """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:
