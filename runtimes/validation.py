@@ -23,6 +23,8 @@ NO_CONSTRAINTS = Constraints()
 _NUMBER_TYPES: set[type] = {int, float}
 _JSON_TYPE_NAMES = {
     str: "strings",
+    int: "numbers",
+    float: "numbers",
     bytes: "bytes",
     bool: "booleans",
     type(None): "nulls",
@@ -71,6 +73,16 @@ def _check_shape(model: str, spec: TensorSpec, tensor: RequestInput) -> tuple[in
     return shape
 
 
+def _check_value_types(
+    model: str, name: str, data: list[Any], allowed: set[type], expected: str
+) -> None:
+    foreign = set(map(type, data)) - allowed
+    if foreign:
+        got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, t.__name__) for t in foreign))
+        rule = "has non-string data" if str in allowed else "has non-numeric data"
+        raise InvalidInput(model, name, rule, expected, got)
+
+
 def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: bool) -> np.ndarray:
     if tensor.datatype != spec.datatype:
         raise InvalidInput(
@@ -82,6 +94,12 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
         )
     shape = _check_shape(model, spec, tensor)
     data = _flat_data(model, tensor)
+    if spec.datatype == "BYTES":
+        data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
+        _check_value_types(model, tensor.name, data, {str}, "strings")
+    else:
+        allowed = _NUMBER_TYPES | {bool} if spec.datatype == "BOOL" else _NUMBER_TYPES
+        _check_value_types(model, tensor.name, data, allowed, f"{spec.datatype} numbers")
     if len(data) != prod(shape):
         raise InvalidInput(
             model,
@@ -91,17 +109,7 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
             f"{len(data)} values",
         )
     if spec.datatype == "BYTES":
-        values = [v.decode("utf-8") if isinstance(v, bytes) else v for v in data]
-        if not all(isinstance(v, str) for v in values):
-            raise InvalidInput(model, tensor.name, "has non-string data", "strings", "other values")
-        return np.asarray(values, dtype=object).reshape(shape)
-    allowed = _NUMBER_TYPES | {bool} if spec.datatype == "BOOL" else _NUMBER_TYPES
-    foreign = set(map(type, data)) - allowed
-    if foreign:
-        got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, t.__name__) for t in foreign))
-        raise InvalidInput(
-            model, tensor.name, "has non-numeric data", f"{spec.datatype} numbers", got
-        )
+        return np.asarray(data, dtype=object).reshape(shape)
     try:
         array = np.asarray(data, dtype=datatype_to_numpy(spec.datatype)).reshape(shape)
     except (ValueError, TypeError, OverflowError) as exc:
