@@ -102,3 +102,25 @@ def test_version_policy(policy, versions, served):
 def test_bad_version_policy_is_rejected(policy):
     with pytest.raises(SettingsError, match="version_policy"):
         parse_model_extra({"version_policy": policy}, "m")
+
+
+def test_max_request_size_defaults_to_64mib_and_sets_grpc_length(settings_dir):
+    settings = build_server_settings(settings_dir, None, environ={})
+    assert settings.max_request_size == 64 * 1024 * 1024
+    assert settings.grpc_max_message_length == settings.max_request_size
+
+
+def test_max_request_size_from_file_and_grpc_length_kept_if_set(settings_dir):
+    values = {"max_request_size": 1024, "grpc_max_message_length": 2048}
+    (settings_dir / "settings.json").write_text(json.dumps(values))
+    settings = build_server_settings(settings_dir, None, environ={})
+    assert (settings.max_request_size, settings.grpc_max_message_length) == (1024, 2048)
+
+
+def test_max_request_size_is_checked(settings_dir):
+    (settings_dir / "settings.json").write_text(json.dumps({"max_request_size": 0}))
+    with pytest.raises(SettingsError, match="max_request_size"):
+        build_server_settings(settings_dir, None, environ={})
+    (settings_dir / "settings.json").write_text(json.dumps({"max_request_sise": 1}))
+    with pytest.raises(SettingsError, match="did you mean 'max_request_size'"):
+        build_server_settings(settings_dir, None, environ={})
