@@ -199,10 +199,15 @@ def test_bad_request_over_grpc(server, case):
         (b'{"inputs": {"name": "input-0"}}', ["inputs", "list"]),
         (b"{}", ["inputs"]),
         (b'{"inputs": [], "parameters": 5}', ["parameters", "dictionary"]),
-        (b'{"inputs": [{"name": "input-0", "shape": "1,4", "datatype": "FP64", "data": []}]}',
-         ["shape", "list"]),
-        (b'{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1],'
-         b' "parameters": {"content_type": 1}}]}', ["content_type", "string"]),
+        (
+            b'{"inputs": [{"name": "input-0", "shape": "1,4", "datatype": "FP64", "data": []}]}',
+            ["shape", "list"],
+        ),
+        (
+            b'{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1],'
+            b' "parameters": {"content_type": 1}}]}',
+            ["content_type", "string"],
+        ),
         (json.dumps(_body(data=[[5.1, 3.5], [1.4]])).encode(), ["ragged"]),
         (json.dumps(_body(data=[5.1, 3.5, 1.4, True])).encode(), ["non-numeric", "booleans"]),
         (json.dumps(_body(data=[5.1, 3.5, 1.4, None])).encode(), ["non-numeric", "nulls"]),
@@ -244,8 +249,16 @@ IRIS_RAW = np.array([IRIS_ROW]).tobytes()
             ["4 length-prefixed strings", "3 strings"],
         ),
     ],
-    ids=["short", "long", "shape-says-more", "fp32-size", "negative", "unknown", "bytes-overrun",
-         "bytes-count"],
+    ids=[
+        "short",
+        "long",
+        "shape-says-more",
+        "fp32-size",
+        "negative",
+        "unknown",
+        "bytes-overrun",
+        "bytes-count",
+    ],
 )
 def test_bad_raw_contents_are_invalid_argument(server, inputs, words):
     client = grpcclient.InferenceServerClient(url=server.grpc_url)
