@@ -67,6 +67,20 @@ def wine_columns_v1() -> Any:
     return model.fit(frame[[*numeric, "colour"]], frame["target"])
 
 
+def wine_strict_v1() -> Any:
+    """As wine_columns_v1, with an encoder that raises on an unknown colour."""
+    frame = wine_frame()
+    numeric = ["alcohol", "malic_acid", "flavanoids", "proline"]
+    features = ColumnTransformer(
+        [
+            ("num", StandardScaler(), numeric),
+            ("cat", OneHotEncoder(handle_unknown="error"), ["colour"]),
+        ]
+    )
+    model = Pipeline([("features", features), ("classify", LogisticRegression(max_iter=1000))])
+    return model.fit(frame[[*numeric, "colour"]], frame["target"])
+
+
 EXAMPLES: dict[str, dict[int, Callable[[], Any]]] = {
     "iris": {1: iris_v1, 2: iris_v2},
     "diabetes": {1: diabetes_v1},
@@ -75,6 +89,7 @@ EXAMPLES: dict[str, dict[int, Callable[[], Any]]] = {
 
 TEST_EXAMPLES: dict[str, dict[int, Callable[[], Any]]] = {
     "wine-columns": {1: wine_columns_v1},
+    "wine-strict": {1: wine_strict_v1},
 }
 
 

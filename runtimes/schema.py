@@ -6,7 +6,7 @@ PandasCodec and Triton's per-input convention do. Any other estimator takes one 
 tensor ``input-0`` of shape ``[-1, n_features]``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,10 @@ class ModelSchema:
     outputs: tuple[TensorSpec, ...]
     named_columns: bool = False
     output_names: tuple[str, ...] = field(default=())
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Columns whose encoder raises on an unknown string: the only values they accept."""
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Strings every encoder of a column was fitted on, enforced or not (for warm-up)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_names", tuple(o.name for o in self.outputs))
@@ -59,7 +63,8 @@ class ModelSchema:
         for spec in self.inputs:
             shape = tuple(rows if dim == -1 else dim for dim in spec.shape)
             if spec.datatype == "BYTES":
-                batch[spec.name] = np.full(shape, "", dtype=object)
+                known = self.vocabulary.get(spec.name, ("",))
+                batch[spec.name] = np.full(shape, known[0], dtype=object)
             else:
                 batch[spec.name] = np.zeros(shape, dtype=datatype_to_numpy(spec.datatype))
         return batch
@@ -94,32 +99,53 @@ def _final_step(estimator: Any) -> Any:
     return steps[-1][1] if steps else estimator
 
 
-def _string_columns(estimator: Any) -> set[str]:
-    """Columns that a ColumnTransformer feeds to an encoder fitted on strings."""
-    found: set[str] = set()
+def _encoders(estimator: Any) -> Iterator[tuple[list[str], Any, bool]]:
+    """(input columns, fitted encoder, whether the encoder sees the raw column)."""
     steps = getattr(estimator, "steps", None) or [("", estimator)]
+    first = steps[0][1]
+    if hasattr(first, "categories_") and hasattr(first, "feature_names_in_"):
+        yield [str(n) for n in first.feature_names_in_], first, True
     for _, step in steps:
         for _, transformer, columns in getattr(step, "transformers_", []):
-            categories = getattr(transformer, "categories_", None)
-            if categories is None and hasattr(transformer, "steps"):
-                categories = getattr(_final_step(transformer), "categories_", None)
-            if (
-                categories is None
-                or isinstance(columns, str)
-                and columns in ("drop", "passthrough")
-            ):
+            if isinstance(columns, str) and columns in ("drop", "passthrough"):
                 continue
             names = [columns] if isinstance(columns, str) else list(columns)
-            for name, cats in zip(names, categories, strict=False):
-                if np.asarray(cats).dtype.kind in "OUS":
-                    found.add(str(name))
-    return found
+            if not all(isinstance(n, str) for n in names):
+                continue
+            inner = getattr(transformer, "steps", None)
+            if hasattr(transformer, "categories_"):
+                yield names, transformer, True
+            elif inner and hasattr(inner[0][1], "categories_"):
+                yield names, inner[0][1], True
+            elif inner and hasattr(inner[-1][1], "categories_"):
+                yield names, inner[-1][1], False
+
+
+def _derive_categories(
+    estimator: Any,
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """Enforced categories (an encoder that raises on unknowns sees the column) and all."""
+    enforced: dict[str, tuple[str, ...]] = {}
+    known: dict[str, tuple[str, ...]] = {}
+    for names, encoder, direct in _encoders(estimator):
+        strict = direct and getattr(encoder, "handle_unknown", "error") == "error"
+        for name, cats in zip(names, encoder.categories_, strict=False):
+            strings = tuple(c for c in np.asarray(cats).tolist() if isinstance(c, str))
+            if not strings:
+                continue
+            known.setdefault(name, strings)
+            if strict:
+                previous = enforced.get(name)
+                enforced[name] = (
+                    strings if previous is None else tuple(c for c in previous if c in strings)
+                )
+    return enforced, known
 
 
 def _derive_inputs(estimator: Any) -> tuple[tuple[TensorSpec, ...], bool]:
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
-        strings = _string_columns(estimator)
+        strings = set(_derive_categories(estimator)[1])
         specs = tuple(
             TensorSpec(str(n), "BYTES" if str(n) in strings else "FP64", (-1,)) for n in names
         )
@@ -204,4 +230,11 @@ def derive_schema(
     else:
         inputs = _reconcile("input", _from_metadata(declared_inputs), inputs)
     outputs = _reconcile("output", _from_metadata(declared_outputs), _derive_outputs(estimator))
-    return ModelSchema(inputs=inputs, outputs=outputs, named_columns=named_columns)
+    categories, vocabulary = _derive_categories(estimator) if named_columns else ({}, {})
+    return ModelSchema(
+        inputs=inputs,
+        outputs=outputs,
+        named_columns=named_columns,
+        categories=categories,
+        vocabulary=vocabulary,
+    )

@@ -18,6 +18,8 @@ from mlserver.settings import ModelSettings
 
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
+from .protocol.grpc_checks import install_grpc_request_checks
+from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.rest_repository import install_repository_routes
 from .protocol.status import install_grpc_status_mapping
@@ -72,11 +74,13 @@ class V2Server(MLServer):
 
     def _create_servers(self) -> None:
         install_grpc_status_mapping()
+        install_grpc_request_checks()
         super()._create_servers()
         app = self._rest_server._app
         install_rest_error_handlers(app)
         install_repository_routes(app, self._model_repository_handlers)
         app.add_middleware(DefaultJSONContentType)
+        install_body_limit(app, self.options.max_request_size)
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""

@@ -38,6 +38,9 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
     "server_name": "v2serve",
 }
 
+# Triton's default limit on a request body (and on a gRPC message).
+DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+
 
 V2SERVE_SECTION = "v2serve"
 V2SERVE_ENV_PREFIX = "V2SERVE_"
@@ -62,6 +65,9 @@ class ServerOptions(BaseModel):
     readiness: Literal["strict", "lenient"] = "strict"
     """strict: ready only when every model has a ready version. lenient: ready when at
     least one model is ready and none is still loading; failed models are ignored."""
+    max_request_size: int = Field(default=DEFAULT_MAX_REQUEST_SIZE, gt=0)
+    """Largest REST request body in bytes; a larger one gets a 413 before it is read. The
+    gRPC message limit follows it unless ``grpc_max_message_length`` is set."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a retired version waits for its in-flight requests before it is unloaded."""
 
@@ -159,6 +165,7 @@ def build_server_config(
     if model_repository is not None:
         values["model_repository_root"] = model_repository
     values["model_repository_implementation"] = REPOSITORY_IMPLEMENTATION
+    values.setdefault("grpc_max_message_length", options.max_request_size)
     try:
         return ServerConfig(mlserver=Settings(**values), options=options)
     except ValidationError as exc:
@@ -207,6 +214,27 @@ def _default_policy() -> VersionPolicy:
     return VersionPolicy(latest={"num_versions": 1})
 
 
+class FeatureConstraint(BaseModel):
+    """Values a feature may take: a numeric range, or categories for a string feature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureConstraint":
+        has_range = self.min is not None or self.max is not None
+        if has_range and self.categories is not None:
+            raise ValueError("a feature takes either min/max or categories, not both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.categories is not None and not self.categories:
+            raise ValueError("categories must not be empty")
+        return self
+
+
 class ModelExtra(BaseModel):
     """v2serve's options for one model, from ``parameters.extra`` in model-settings.json."""
 
@@ -218,6 +246,10 @@ class ModelExtra(BaseModel):
     """Which versions are served, as in Triton. Default: the latest one."""
     allow_nan: bool = False
     """Whether NaN and Inf may reach the estimator."""
+    feature_names: list[str] | None = None
+    """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
+    features: dict[str, FeatureConstraint] = Field(default_factory=dict)
+    """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:

@@ -9,6 +9,7 @@ import joblib
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
 
+from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import run_methods, to_response_output
 from .schema import ModelSchema, derive_schema
@@ -29,6 +30,7 @@ class SklearnRuntime(MLModel):
     _estimator: Any
     _schema: ModelSchema
     _extra: ModelExtra
+    _constraints: Constraints
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
@@ -38,6 +40,9 @@ class SklearnRuntime(MLModel):
             self._estimator = await asyncio.to_thread(_load_artifact, uri / self._extra.artifact)
             self._schema = derive_schema(
                 self._estimator, self._settings.inputs, self._settings.outputs
+            )
+            self._constraints = build_constraints(
+                self._schema, self._extra, self._settings.max_batch_size, self.name
             )
         except SettingsError as exc:
             raise ModelLoadFailed(self.name, self.version, str(exc)) from exc
@@ -69,7 +74,11 @@ class SklearnRuntime(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         features = decode_features(
-            self.name, self._schema, payload.inputs, allow_nan=self._extra.allow_nan
+            self.name,
+            self._schema,
+            payload.inputs,
+            allow_nan=self._extra.allow_nan,
+            constraints=self._constraints,
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         results = run_methods(self.name, self._estimator, features, methods)

@@ -5,7 +5,7 @@ error, not a silent cast. Messages name the model, the input, the rule, what was
 expected and what came.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import prod
 from typing import Any
 
@@ -13,8 +13,24 @@ import numpy as np
 import pandas as pd
 from mlserver.types import RequestInput, RequestOutput
 
+from .constraints import Constraints
 from .errors import InvalidInput, InvalidOutput, InvalidPayload
 from .schema import DEFAULT_OUTPUT, ModelSchema, TensorSpec, datatype_to_numpy
+
+NO_CONSTRAINTS = Constraints()
+
+# Python types a numeric tensor's values may have once parsed (JSON or protobuf).
+_NUMBER_TYPES: set[type] = {int, float}
+_JSON_TYPE_NAMES = {
+    str: "strings",
+    int: "numbers",
+    float: "numbers",
+    bytes: "bytes",
+    bool: "booleans",
+    type(None): "nulls",
+    dict: "objects",
+    list: "nested lists",
+}
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -57,6 +73,16 @@ def _check_shape(model: str, spec: TensorSpec, tensor: RequestInput) -> tuple[in
     return shape
 
 
+def _check_value_types(
+    model: str, name: str, data: list[Any], allowed: set[type], expected: str
+) -> None:
+    foreign = set(map(type, data)) - allowed
+    if foreign:
+        got = ", ".join(sorted(_JSON_TYPE_NAMES.get(t, t.__name__) for t in foreign))
+        rule = "has non-string data" if str in allowed else "has non-numeric data"
+        raise InvalidInput(model, name, rule, expected, got)
+
+
 def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: bool) -> np.ndarray:
     if tensor.datatype != spec.datatype:
         raise InvalidInput(
@@ -68,6 +94,12 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
         )
     shape = _check_shape(model, spec, tensor)
     data = _flat_data(model, tensor)
+    if spec.datatype == "BYTES":
+        data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
+        _check_value_types(model, tensor.name, data, {str}, "strings")
+    else:
+        allowed = _NUMBER_TYPES | {bool} if spec.datatype == "BOOL" else _NUMBER_TYPES
+        _check_value_types(model, tensor.name, data, allowed, f"{spec.datatype} numbers")
     if len(data) != prod(shape):
         raise InvalidInput(
             model,
@@ -77,12 +109,7 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
             f"{len(data)} values",
         )
     if spec.datatype == "BYTES":
-        values = [v.decode("utf-8") if isinstance(v, bytes) else v for v in data]
-        if not all(isinstance(v, str) for v in values):
-            raise InvalidInput(model, tensor.name, "has non-string data", "strings", "other values")
-        return np.asarray(values, dtype=object).reshape(shape)
-    if any(isinstance(v, str | bytes) for v in data[:1]):
-        raise InvalidInput(model, tensor.name, "has non-numeric data", spec.datatype, "strings")
+        return np.asarray(data, dtype=object).reshape(shape)
     try:
         array = np.asarray(data, dtype=datatype_to_numpy(spec.datatype)).reshape(shape)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -120,14 +147,32 @@ def _index_inputs(
     return by_name
 
 
+def _check_batch_size(model: str, tensor: RequestInput, max_batch_size: int) -> None:
+    if max_batch_size and tensor.shape and tensor.shape[0] > max_batch_size:
+        raise InvalidInput(
+            model,
+            tensor.name,
+            "exceeds the model's max_batch_size",
+            f"at most {max_batch_size} rows",
+            f"{tensor.shape[0]} rows",
+        )
+
+
 def decode_features(
-    model: str, schema: ModelSchema, inputs: Sequence[RequestInput], allow_nan: bool = False
+    model: str,
+    schema: ModelSchema,
+    inputs: Sequence[RequestInput],
+    allow_nan: bool = False,
+    constraints: Constraints = NO_CONSTRAINTS,
 ) -> np.ndarray | pd.DataFrame:
     """The estimator's X: a 2-D array, or a DataFrame for named columns."""
     by_name = _index_inputs(model, schema, inputs)
+    for tensor in by_name.values():
+        _check_batch_size(model, tensor, constraints.max_batch_size)
     arrays = {
         spec.name: _to_array(model, spec, by_name[spec.name], allow_nan) for spec in schema.inputs
     }
+    constraints.check(model, arrays)
     if not schema.named_columns:
         return next(iter(arrays.values()))
     columns = {name: array.reshape(-1) for name, array in arrays.items()}
@@ -158,3 +203,96 @@ def requested_outputs(
         if output.name not in names:
             names.append(output.name)
     return names
+
+
+# Parameters that v2serve or MLServer read from a request or an input, with their types.
+# Over REST pydantic checks them; over gRPC MLServer's converter raises a bare
+# ValidationError (an INTERNAL error), so the gRPC adapter checks them first.
+_PARAMETER_TYPES: dict[str, tuple[type, str]] = {
+    "content_type": (str, "a string"),
+    "headers": (dict, "an object"),
+}
+
+
+def check_parameters(model: str, where: str, values: Any) -> None:
+    if not isinstance(values, Mapping):
+        raise InvalidPayload(
+            f"model '{model}': {where} parameters must be an object, got {type(values).__name__}"
+        )
+    for key, (kind, text) in _PARAMETER_TYPES.items():
+        value = values.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise InvalidPayload(
+                f"model '{model}': {where} parameter '{key}' must be {text}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+
+
+# Bytes per element of each fixed-size datatype in a raw tensor (the V2 binary layout).
+_ELEMENT_SIZE = {
+    "BOOL": 1,
+    "INT8": 1,
+    "UINT8": 1,
+    "INT16": 2,
+    "UINT16": 2,
+    "FP16": 2,
+    "INT32": 4,
+    "UINT32": 4,
+    "FP32": 4,
+    "INT64": 8,
+    "UINT64": 8,
+    "FP64": 8,
+}
+
+
+def _count_bytes_elements(raw: bytes) -> int | None:
+    """Elements in a length-prefixed BYTES buffer, or None if a prefix overruns it."""
+    offset, count = 0, 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            return None
+        size = int.from_bytes(raw[offset : offset + 4], "little")
+        offset += 4 + size
+        count += 1
+    return count if offset == len(raw) else None
+
+
+def check_raw_tensor(
+    model: str, name: str, datatype: str, shape: Sequence[int], raw: bytes
+) -> None:
+    """A raw buffer must hold exactly shape x element size bytes (BYTES: that many strings)."""
+    described = f"{datatype} {_shape_text(shape)}"
+    if any(d < 0 for d in shape):
+        raise InvalidInput(
+            model, name, "has a negative dimension", "dimensions >= 0", _shape_text(shape)
+        )
+    count = prod(shape)
+    if datatype == "BYTES":
+        found = _count_bytes_elements(raw)
+        if found != count:
+            got = "a malformed buffer" if found is None else f"{found} strings"
+            raise InvalidInput(
+                model,
+                name,
+                "has raw contents that disagree with its shape",
+                f"{count} length-prefixed strings for {described}",
+                f"{got} in {len(raw)} bytes",
+            )
+        return
+    size = _ELEMENT_SIZE.get(datatype)
+    if size is None:
+        raise InvalidInput(
+            model,
+            name,
+            "has an unknown datatype",
+            f"one of {sorted([*_ELEMENT_SIZE, 'BYTES'])}",
+            datatype,
+        )
+    if len(raw) != count * size:
+        raise InvalidInput(
+            model,
+            name,
+            "has raw contents of the wrong length",
+            f"{count * size} bytes for {described}",
+            f"{len(raw)} bytes",
+        )

@@ -67,7 +67,38 @@ def build_repository(target: Path) -> Path:
     bare = target / "bare" / "1"
     bare.mkdir(parents=True)
     shutil.copy(target / "iris" / "1" / "model.joblib", bare / "model.joblib")
+    for name, entry in CONSTRAINED_MODELS.items():
+        settings = {key: value for key, value in entry.items() if key != "_artifact"}
+        artifact = target / entry["_artifact"] / "model.joblib"
+        if artifact.parent != target / name / "1":
+            (target / name / "1").mkdir(parents=True)
+            shutil.copy(artifact, target / name / "1" / "model.joblib")
+        (target / name / "model-settings.json").write_text(json.dumps(settings))
     return target
+
+
+# Models with declared constraints (issue 4); "_artifact" names the trained one they reuse.
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+CONSTRAINED_MODELS: dict[str, dict[str, Any]] = {
+    "iris-limited": {
+        "_artifact": "iris/1",
+        "max_batch_size": 2,
+        "parameters": {
+            "extra": {
+                "feature_names": IRIS_FEATURES,
+                "features": {"sepal_length": {"min": 4, "max": 8}, "3": {"max": 3}},
+            }
+        },
+    },
+    "wine-strict": {
+        "_artifact": "wine-strict/1",
+        "parameters": {"extra": {"features": {"alcohol": {"min": 10, "max": 16}}}},
+    },
+    "wine-declared": {
+        "_artifact": "wine-columns/1",
+        "parameters": {"extra": {"features": {"colour": {"categories": ["pale", "medium"]}}}},
+    },
+}
 
 
 def start_server(

@@ -1,9 +1,13 @@
 """Bad requests get JSON errors with meaningful statuses, and matching gRPC codes.
 
-One row per bad input: the REST status, the gRPC code, and words the message must hold.
+One table, one row per bad input, each sent over REST (raw JSON via requests) and gRPC
+(tritonclient.grpc with explicit tensor contents): the REST status, the gRPC code, and
+words the message must hold. Rows that only one protocol can express follow the table.
 """
 
 import json
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,91 +16,177 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+WINE_ROW: dict[str, Any] = {
+    "alcohol": 13.0,
+    "malic_acid": 2.0,
+    "flavanoids": 2.0,
+    "proline": 700.0,
+    "colour": "medium",
+}
 
 
-def _body(**tensor):
+def _body(**tensor: Any) -> dict[str, Any]:
     base = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}
     return {"inputs": [{**base, **tensor}]}
 
 
+def _wine(drop: str = "", **columns: dict[str, Any]) -> dict[str, Any]:
+    inputs = []
+    for name, value in WINE_ROW.items():
+        if name == drop:
+            continue
+        datatype = "BYTES" if isinstance(value, str) else "FP64"
+        tensor = {"name": name, "shape": [1], "datatype": datatype, "data": [value]}
+        inputs.append({**tensor, **columns.pop(name, {})})
+    inputs += [{"shape": [1], "datatype": "FP64", "data": [1.0], **c} for c in columns.values()]
+    return {"inputs": inputs}
+
+
+@dataclass
+class Case:
+    id: str
+    path: str
+    body: dict[str, Any]
+    status: int
+    code: str
+    words: list[str]
+    rest_words: list[str] = field(default_factory=list)
+    grpc_words: list[str] = field(default_factory=list)
+
+
+BAD = 400, "INVALID_ARGUMENT"
+# fmt: off
 CASES = [
-    # id, model path, body, http status, grpc code, words
-    ("unknown-model", "nope", _body(), 404, "NOT_FOUND", ["nope", "not found"]),
-    ("unknown-version", "iris/versions/9", _body(), 404, "NOT_FOUND", ["version '9'", "1, 2"]),
-    (
-        "too-few-features",
-        "iris",
-        _body(shape=[1, 3], data=IRIS_ROW[:3]),
-        400,
-        "INVALID_ARGUMENT",
-        ["input-0", "[-1, 4]", "[1, 3]"],
-    ),
-    (
-        "shape-vs-data",
-        "iris",
-        _body(shape=[2, 4]),
-        400,
-        "INVALID_ARGUMENT",
-        ["8 values", "4 values"],
-    ),
-    ("wrong-datatype", "iris", _body(datatype="FP32"), 400, "INVALID_ARGUMENT", ["FP64", "FP32"]),
-    ("unknown-input", "iris", _body(name="x"), 400, "INVALID_ARGUMENT", ["'x'", "unknown"]),
-    ("nan", "iris", _body(data=[float("nan"), 1, 2, 3]), 400, "INVALID_ARGUMENT", ["NaN"]),
-    (
-        "unknown-output",
-        "iris",
-        {**_body(), "outputs": [{"name": "nope"}]},
-        400,
-        "INVALID_ARGUMENT",
-        ["nope", "predict_proba"],
-    ),
+    Case("unknown-model", "nope", _body(), 404, "NOT_FOUND", ["nope", "not found"]),
+    Case("unknown-version", "iris/versions/9", _body(), 404, "NOT_FOUND", ["version '9'", "1, 2"]),
+    Case("text-version", "iris/versions/abc", _body(), 404, "NOT_FOUND", ["version 'abc'"]),
+    Case("too-few-features", "iris", _body(shape=[1, 3], data=IRIS_ROW[:3]), *BAD,
+         ["input-0", "wrong shape", "[-1, 4]", "[1, 3]"]),
+    Case("too-many-features", "iris", _body(shape=[1, 5], data=[*IRIS_ROW, 1.0]), *BAD,
+         ["input-0", "[-1, 4]", "[1, 5]"]),
+    Case("data-shorter-than-shape", "iris", _body(shape=[2, 4]), *BAD, ["8 values", "4 values"]),
+    Case("data-longer-than-shape", "iris", _body(data=IRIS_ROW * 2), *BAD,
+         ["4 values", "8 values"]),
+    Case("huge-shape", "iris", _body(shape=[1_000_000_000, 4]), *BAD,
+         ["4000000000 values", "4 values"]),
+    Case("fp32-for-fp64", "iris", _body(datatype="FP32"), *BAD, ["wrong datatype", "FP64", "FP32"]),
+    Case("int64-for-fp64", "iris", _body(datatype="INT64", data=[5, 3, 1, 0]), *BAD,
+         ["FP64", "INT64"]),
+    Case("bytes-datatype-for-numeric", "iris", _body(datatype="BYTES", data=["a"] * 4), *BAD,
+         ["input-0", "FP64", "BYTES"]),
+    Case("strings-in-numeric-tensor", "iris", _body(data=["5.1", "3.5", "1.4", "0.2"]), *BAD,
+         ["input-0", "non-numeric", "FP64"]),
+    Case("unknown-datatype", "iris", _body(datatype="FP65"), *BAD, ["datatype"],
+         grpc_words=["FP65"]),
+    Case("unknown-input", "iris", _body(name="x"), *BAD, ["'x'", "unknown", "input-0"]),
+    Case("duplicate-input", "iris", {"inputs": _body()["inputs"] * 2}, *BAD,
+         ["input-0", "duplicated"]),
+    Case("no-inputs", "iris", {"inputs": []}, *BAD, ["no inputs"]),
+    Case("rank-3-shape", "iris", _body(shape=[1, 4, 1]), *BAD, ["[-1, 4]", "[1, 4, 1]"]),
+    Case("rank-1-shape", "iris", _body(shape=[4]), *BAD, ["[-1, 4]", "[4]"]),
+    Case("negative-dimension", "iris", _body(shape=[-1, 4]), *BAD, ["wrong shape", "[-1, 4]"]),
+    Case("empty-batch", "iris", _body(shape=[0, 4], data=[]), *BAD, ["iris", "0 sample"]),
+    # JSON has no NaN or Infinity literal: over REST the body itself is malformed.
+    Case("nan", "iris", _body(data=[float("nan"), 1, 2, 3]), *BAD, [],
+         rest_words=["JSON"], grpc_words=["input-0", "NaN"]),
+    Case("inf", "iris", _body(data=[float("inf"), 1, 2, 3]), *BAD, [],
+         rest_words=["JSON"], grpc_words=["input-0", "Inf"]),
+    Case("unknown-output", "iris", {**_body(), "outputs": [{"name": "nope"}]}, *BAD,
+         ["nope", "predict_proba"]),
+    Case("output-of-another-model", "diabetes",
+         {**_body(shape=[1, 10], data=[0.0] * 10), "outputs": [{"name": "predict_proba"}]}, *BAD,
+         ["diabetes", "predict_proba"]),
+    Case("over-max-batch-size", "iris-limited", _body(shape=[3, 4], data=IRIS_ROW * 3), *BAD,
+         ["iris-limited", "max_batch_size", "at most 2", "3 rows"]),
+    Case("above-named-max", "iris-limited", _body(data=[9.0, 3.5, 1.4, 0.2]), *BAD,
+         ["'sepal_length'", "[4, 8]", "got 9"]),
+    Case("below-named-min", "iris-limited", _body(data=[3.0, 3.5, 1.4, 0.2]), *BAD,
+         ["'sepal_length'", "[4, 8]", "got 3"]),
+    Case("above-indexed-max", "iris-limited",
+         _body(shape=[2, 4], data=[*IRIS_ROW, 5.1, 3.5, 1.4, 3.5]), *BAD,
+         ["feature '3'", "<= 3", "3.5 in row 1"]),
+    Case("column-above-max", "wine-strict", _wine(alcohol={"data": [20.0]}), *BAD,
+         ["wine-strict", "'alcohol'", "declared range", "[10, 16]", "20"]),
+    Case("category-from-encoder", "wine-strict", _wine(colour={"data": ["blue"]}), *BAD,
+         ["'colour'", "categories", "'deep'", "'blue'"]),
+    Case("declared-category", "wine-declared", _wine(colour={"data": ["deep"]}), *BAD,
+         ["'colour'", "['medium', 'pale']", "'deep'"]),
+    Case("missing-column", "wine-columns", _wine(drop="colour"), *BAD, ["'colour'", "missing"]),
+    Case("unknown-column", "wine-columns", _wine(color={"name": "color"}), *BAD,
+         ["'color'", "unknown", "colour"]),
+    Case("number-for-string-column", "wine-columns",
+         _wine(colour={"datatype": "FP64", "data": [1.0]}), *BAD, ["'colour'", "BYTES", "FP64"]),
+    Case("string-for-number-column", "wine-columns",
+         _wine(alcohol={"datatype": "BYTES", "data": ["13"]}), *BAD,
+         ["'alcohol'", "FP64", "BYTES"]),
+    Case("columns-of-different-lengths", "wine-columns",
+         _wine(proline={"shape": [2], "data": [700.0, 800.0]}), *BAD, ["batch size"]),
+    Case("column-of-wrong-rank", "wine-columns",
+         _wine(proline={"shape": [1, 2], "data": [700.0, 800.0]}), *BAD,
+         ["'proline'", "[-1]", "[1, 2]"]),
+    Case("content-type-not-a-string", "iris", {**_body(), "parameters": {"content_type": 5}},
+         *BAD, ["content_type", "string"]),
 ]
+# fmt: on
+
+assert len(CASES) >= 30
 
 
-# JSON has no NaN literal: over REST the body itself is malformed.
-REST_WORDS = {"nan": ["JSON"]}
+_CONTENTS = {
+    "FP64": "fp64_contents",
+    "FP32": "fp32_contents",
+    "INT64": "int64_contents",
+    "INT32": "int_contents",
+    "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
+}
 
 
-@pytest.mark.parametrize(
-    ("path", "body", "status", "words"),
-    [pytest.param(c[1], c[2], c[3], REST_WORDS.get(c[0], c[5]), id=c[0]) for c in CASES],
-)
-def test_rest_errors_are_json(server, path, body, status, words):
+def _grpc_request(body: dict[str, Any]) -> tuple[list[Any], list[Any] | None]:
+    """tritonclient tensors with explicit contents, so any datatype/data mix can be sent."""
+    tensors = []
+    for tensor in body["inputs"]:
+        infer_input = grpcclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
+        infer_input._raw_content = None
+        values = np.asarray(tensor["data"], dtype=object).reshape(-1).tolist()
+        contents = infer_input._get_tensor().contents
+        if values and all(isinstance(v, str) for v in values):
+            contents.bytes_contents.extend(v.encode() for v in values)
+        else:
+            getattr(contents, _CONTENTS.get(tensor["datatype"], "fp64_contents")).extend(values)
+        tensors.append(infer_input)
+    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in body.get("outputs", [])]
+    return tensors, outputs or None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_request_over_rest(server, case):
     response = requests.post(
-        f"{server.base}/v2/models/{path}/infer",
-        data=json.dumps(body),
+        f"{server.base}/v2/models/{case.path}/infer",
+        data=json.dumps(case.body),
         headers={"Content-Type": "application/json"},
     )
-    assert response.status_code == status
+    assert response.status_code == case.status, response.text
     message = response.json()["error"]
-    for word in words:
+    for word in case.words + case.rest_words:
         assert word in message
 
 
-def _grpc_request(body):
-    tensor = body["inputs"][0]
-    infer_input = grpcclient.InferInput(tensor["name"], tensor["shape"], tensor["datatype"])
-    infer_input._raw_content = None
-    contents = infer_input._get_tensor().contents
-    contents.fp64_contents.extend(tensor["data"]) if tensor[
-        "datatype"
-    ] == "FP64" else contents.fp32_contents.extend(tensor["data"])
-    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in body.get("outputs", [])]
-    return [infer_input], outputs or None
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "code", "words"),
-    [pytest.param(c[1], c[2], c[4], c[5], id=c[0]) for c in CASES],
-)
-def test_grpc_errors_carry_codes(server, path, body, code, words):
-    model, _, version = path.partition("/versions/")
-    inputs, outputs = _grpc_request(body)
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_request_over_grpc(server, case):
+    model, _, version = case.path.partition("/versions/")
+    inputs, outputs = _grpc_request(case.body)
     client = grpcclient.InferenceServerClient(url=server.grpc_url)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer(model, inputs, model_version=version, outputs=outputs)
-    assert caught.value.status() == f"StatusCode.{code}"
-    for word in words:
+        client.infer(
+            model,
+            inputs,
+            model_version=version,
+            outputs=outputs,
+            parameters=case.body.get("parameters"),
+        )
+    assert caught.value.status() == f"StatusCode.{case.code}", caught.value.message()
+    for word in case.words + case.grpc_words:
         assert word in caught.value.message()
 
 
@@ -105,8 +195,23 @@ def test_grpc_errors_carry_codes(server, path, body, code, words):
     [
         (b"{not json", ["JSON"]),
         (b"[1, 2]", ["invalid inference request"]),
-        (b'{"inputs": 3}', ["inputs"]),
+        (b'{"inputs": 3}', ["inputs", "list"]),
+        (b'{"inputs": {"name": "input-0"}}', ["inputs", "list"]),
         (b"{}", ["inputs"]),
+        (b'{"inputs": [], "parameters": 5}', ["parameters", "dictionary"]),
+        (
+            b'{"inputs": [{"name": "input-0", "shape": "1,4", "datatype": "FP64", "data": []}]}',
+            ["shape", "list"],
+        ),
+        (
+            b'{"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1],'
+            b' "parameters": {"content_type": 1}}]}',
+            ["content_type", "string"],
+        ),
+        (json.dumps(_body(data=[[5.1, 3.5], [1.4]])).encode(), ["ragged"]),
+        (json.dumps(_body(data=[5.1, 3.5, 1.4, True])).encode(), ["non-numeric", "booleans"]),
+        (json.dumps(_body(data=[5.1, 3.5, 1.4, None])).encode(), ["non-numeric", "nulls"]),
+        (json.dumps(_body(data={"a": 1})).encode(), ["non-numeric", "objects"]),
     ],
 )
 def test_malformed_bodies_are_400_json(server, raw, words):
@@ -115,9 +220,61 @@ def test_malformed_bodies_are_400_json(server, raw, words):
         data=raw,
         headers={"Content-Type": "application/json"},
     )
-    assert response.status_code == 400
+    assert response.status_code == 400, response.text
     for word in words:
         assert word in response.json()["error"]
+
+
+def _raw_input(name: str, shape: list[int], datatype: str, raw: bytes) -> Any:
+    infer_input = grpcclient.InferInput(name, shape, datatype)
+    infer_input._raw_content = raw
+    return infer_input
+
+
+IRIS_RAW = np.array([IRIS_ROW]).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "words"),
+    [
+        ([_raw_input("input-0", [1, 4], "FP64", IRIS_RAW[:24])], ["32 bytes", "24 bytes"]),
+        ([_raw_input("input-0", [1, 4], "FP64", IRIS_RAW + b"\0")], ["32 bytes", "33 bytes"]),
+        ([_raw_input("input-0", [2, 4], "FP64", IRIS_RAW)], ["64 bytes", "FP64 [2, 4]"]),
+        ([_raw_input("input-0", [1, 4], "FP32", IRIS_RAW)], ["16 bytes", "32 bytes"]),
+        ([_raw_input("input-0", [-1, 4], "FP64", IRIS_RAW)], ["negative", "[-1, 4]"]),
+        ([_raw_input("input-0", [1, 4], "FP65", IRIS_RAW)], ["unknown datatype", "FP65"]),
+        ([_raw_input("input-0", [1, 4], "BYTES", b"\x09\0\0\0ab")], ["malformed", "BYTES"]),
+        (
+            [_raw_input("input-0", [1, 4], "BYTES", b"\x01\0\0\0a" * 3)],
+            ["4 length-prefixed strings", "3 strings"],
+        ),
+    ],
+    ids=[
+        "short",
+        "long",
+        "shape-says-more",
+        "fp32-size",
+        "negative",
+        "unknown",
+        "bytes-overrun",
+        "bytes-count",
+    ],
+)
+def test_bad_raw_contents_are_invalid_argument(server, inputs, words):
+    client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("iris", inputs)
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value.message()
+    assert "input-0" in caught.value.message()
+    for word in words:
+        assert word in caught.value.message()
+
+
+def test_raw_contents_decode_like_typed_contents(server, estimators):
+    client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    result = client.infer("iris", [_raw_input("input-0", [1, 4], "FP64", IRIS_RAW)])
+    expected = estimators[("iris", "2")].predict(np.array([IRIS_ROW]))
+    np.testing.assert_array_equal(result.as_numpy("predict").reshape(-1), expected)
 
 
 def test_body_without_content_type_is_read_as_json(server, estimators):
@@ -125,6 +282,15 @@ def test_body_without_content_type_is_read_as_json(server, estimators):
     response = requests.post(f"{server.base}/v2/models/iris/infer", data=raw)
     assert response.status_code == 200, response.text
     expected = estimators[("iris", "2")].predict(np.array([IRIS_ROW]))
+    assert response.json()["outputs"][0]["data"] == expected.tolist()
+
+
+def test_values_inside_declared_constraints_are_served(server, estimators):
+    rows = np.array([IRIS_ROW, [6.7, 3.0, 5.2, 2.3]])
+    body = _body(shape=[2, 4], data=rows.tolist())
+    response = requests.post(f"{server.base}/v2/models/iris-limited/infer", json=body)
+    assert response.status_code == 200, response.text
+    expected = estimators[("iris", "1")].predict(rows)
     assert response.json()["outputs"][0]["data"] == expected.tolist()
 
 

@@ -80,3 +80,30 @@ def test_unfitted_estimator_is_refused():
 
     with pytest.raises(SettingsError, match="not fitted"):
         derive_schema(LogisticRegression())
+
+
+def test_categories_from_an_encoder_that_raises_on_unknowns():
+    from runtimes.examples import wine_strict_v1
+
+    schema = derive_schema(wine_strict_v1())
+    assert schema.categories == {"colour": ("deep", "medium", "pale")}
+    assert schema.example_batch()["colour"].tolist() == ["deep"]
+
+
+def test_ignoring_encoder_gives_vocabulary_but_no_enforced_categories():
+    schema = derive_schema(wine_columns_v1())
+    assert schema.categories == {}
+    assert schema.vocabulary == {"colour": ("deep", "medium", "pale")}
+
+
+def test_ordinal_encoder_as_first_step_on_a_frame():
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+    from sklearn.tree import DecisionTreeClassifier
+
+    frame = pd.DataFrame({"size": ["s", "m", "l", "m"], "shade": ["a", "b", "a", "b"]})
+    model = make_pipeline(OrdinalEncoder(), DecisionTreeClassifier()).fit(frame, [0, 1, 1, 0])
+    schema = derive_schema(model)
+    assert _by_name(schema.inputs) == {"size": ("BYTES", (-1,)), "shade": ("BYTES", (-1,))}
+    assert schema.categories == {"size": ("l", "m", "s"), "shade": ("a", "b")}

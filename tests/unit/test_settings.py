@@ -7,6 +7,7 @@ import pytest
 from runtimes.errors import SettingsError
 from runtimes.settings import (
     VersionPolicy,
+    build_server_config,
     build_server_settings,
     parse_model_extra,
     parse_model_settings,
@@ -102,3 +103,36 @@ def test_version_policy(policy, versions, served):
 def test_bad_version_policy_is_rejected(policy):
     with pytest.raises(SettingsError, match="version_policy"):
         parse_model_extra({"version_policy": policy}, "m")
+
+
+def test_max_request_size_defaults_to_64mib_and_sets_grpc_length(settings_dir):
+    config = build_server_config(settings_dir, None, environ={})
+    assert config.options.max_request_size == 64 * 1024 * 1024
+    assert config.mlserver.grpc_max_message_length == config.options.max_request_size
+
+
+def test_max_request_size_from_file_and_env_and_grpc_length_kept_if_set(settings_dir):
+    values = {"v2serve": {"max_request_size": 1024}, "grpc_max_message_length": 2048}
+    (settings_dir / "settings.json").write_text(json.dumps(values))
+    config = build_server_config(settings_dir, None, environ={})
+    assert (config.options.max_request_size, config.mlserver.grpc_max_message_length) == (
+        1024,
+        2048,
+    )
+    env = {"V2SERVE_MAX_REQUEST_SIZE": "4096"}
+    assert build_server_config(settings_dir, None, environ=env).options.max_request_size == 4096
+
+
+def test_max_request_size_is_checked(settings_dir):
+    (settings_dir / "settings.json").write_text(json.dumps({"v2serve": {"max_request_size": 0}}))
+    with pytest.raises(SettingsError, match="max_request_size"):
+        build_server_config(settings_dir, None, environ={})
+    (settings_dir / "settings.json").write_text(json.dumps({"v2serve": {"max_request_sise": 1}}))
+    with pytest.raises(SettingsError, match="max_request_sise"):
+        build_server_config(settings_dir, None, environ={})
+
+
+def test_unknown_v2serve_option_is_named(settings_dir):
+    (settings_dir / "settings.json").write_text(json.dumps({"v2serve": {"wach": False}}))
+    with pytest.raises(SettingsError, match="wach"):
+        build_server_config(settings_dir, None, environ={})
