@@ -25,6 +25,8 @@ def _version_key(version: str | None) -> tuple[int, str]:
 class V2DataPlane(DataPlane):
     def __init__(self, settings: Settings, model_registry: MultiModelRegistry, states: ModelStates):
         super().__init__(settings=settings, model_registry=model_registry)
+        # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
+        self._response_cache = None
         self.states = states
 
     async def available_versions(self, name: str) -> list[str]:

@@ -15,12 +15,14 @@ from mlserver.parallel import InferencePoolRegistry
 from mlserver.repository.factory import ModelRepositoryFactory
 from mlserver.settings import ModelSettings, Settings
 
+from .cache import configure as configure_cache
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.status import install_grpc_status_mapping
 from .repository import VersionedRepository
 from .repository.states import ModelStates, VersionState
+from .settings import build_cache_settings
 
 logger = logging.getLogger("v2serve.server")
 
@@ -30,6 +32,8 @@ class V2Server(MLServer):
         self._settings = settings
         self.states = ModelStates()
         self._add_signal_handlers()
+        if configure_cache(build_cache_settings(settings)) and settings.parallel_workers:
+            logger.warning("the response cache is per process and off in parallel workers")
         self._metrics_server = MetricsServer(settings) if settings.metrics_endpoint else None
         self._inference_pool_registry = None
         if settings.parallel_workers:

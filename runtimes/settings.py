@@ -164,6 +164,42 @@ def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtr
         raise SettingsError(source, f"parameters.extra: {problems}") from exc
 
 
+CACHE_ENV_PREFIX = "V2SERVE_CACHE_"
+
+
+class CacheSettings(BaseModel):
+    """The response cache, sized once at start-up (see ``runtimes.cache``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    """MLServer's ``cache_enabled`` (``MLSERVER_CACHE_ENABLED``): the server-wide switch."""
+    max_entries: int = Field(default=100, ge=1)
+    """MLServer's ``cache_size`` (``MLSERVER_CACHE_SIZE``): at most this many responses."""
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """``V2SERVE_CACHE_MAX_BYTES``: at most this many bytes of cached outputs."""
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    """``V2SERVE_CACHE_TTL_SECONDS``: an entry answers for this long; unset means no expiry."""
+
+
+def build_cache_settings(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> CacheSettings:
+    """MLServer's switch and size, plus v2serve's ``V2SERVE_CACHE_*`` variables (checked)."""
+    environ = os.environ if environ is None else environ
+    added = {
+        key[len(CACHE_ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.upper().startswith(CACHE_ENV_PREFIX)
+    }
+    reject_unknown_keys(added, ("max_bytes", "ttl_seconds"), f"environment {CACHE_ENV_PREFIX}*")
+    values = {"enabled": settings.cache_enabled, "max_entries": settings.cache_size, **added}
+    try:
+        return CacheSettings.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError("cache settings", str(exc)) from exc
+
+
 def parse_model_settings(values: Mapping[str, Any], source: str) -> ModelSettings:
     """Validate a merged model-settings.json strictly, then build MLServer's object."""
     reject_unknown_keys(values, _field_names(ModelSettings), source)

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import joblib
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
 
+from .cache import ModelCache, Results, bind_model_cache
+from .cache.key import named_tensors
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import run_methods, to_response_output
 from .schema import ModelSchema, derive_schema
@@ -29,6 +32,7 @@ class SklearnRuntime(MLModel):
     _estimator: Any
     _schema: ModelSchema
     _extra: ModelExtra
+    _cache: ModelCache | None = None
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
@@ -48,6 +52,13 @@ class SklearnRuntime(MLModel):
         self._settings.outputs = [spec.to_metadata() for spec in self._schema.outputs]
         self._settings.platform = "sklearn"
         self._warm_up()
+        self._cache = bind_model_cache(self._settings)
+        return True
+
+    async def unload(self) -> bool:
+        if self._cache is not None:
+            self._cache.release()
+            self._cache = None
         return True
 
     def _warm_up(self) -> None:
@@ -72,7 +83,12 @@ class SklearnRuntime(MLModel):
             self.name, self._schema, payload.inputs, allow_nan=self._extra.allow_nan
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
-        results = run_methods(self.name, self._estimator, features, methods)
+        compute = partial(run_methods, self.name, self._estimator, features, methods)
+        if self._cache is None:
+            results: Results = compute()
+        else:
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            results = self._cache.answer(tensors, methods, compute)
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,
