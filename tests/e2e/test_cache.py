@@ -37,7 +37,11 @@ def _add_model(repository: Path, name: str, artifact: Path, settings: dict | Non
 def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     repository = build_repository(tmp_path_factory.mktemp("cache-repo") / "model-repository")
     iris_v1 = repository / "iris" / "1" / "model.joblib"
-    _add_model(repository, "iris-twin", iris_v1)
+    iris_v2 = repository / "iris" / "2" / "model.joblib"
+    # Both say cache_enabled, so MLServer's own cache (keyed without the model) would
+    # serve one twin's answer to the other if it ran.
+    _add_model(repository, "twin-1", iris_v1, {"cache_enabled": True})
+    _add_model(repository, "twin-2", iris_v2, {"cache_enabled": True})
     _add_model(repository, "swap", iris_v1)
     _add_model(repository, "uncached", iris_v1, {"cache_enabled": False})
     _add_model(repository, "nan-ok", iris_v1, {"parameters": {"extra": {"allow_nan": True}}})
@@ -68,17 +72,18 @@ def _count(server: RunningServer, what: str, model: str) -> float:
 
 def test_models_given_one_input_answer_with_their_own_results(cached, estimators, protocol):
     client = make_client(protocol, cached)
-    for model, estimator in (("iris", ("iris", "2")), ("iris-twin", ("iris", "1"))):
+    models = [("iris", "2"), ("twin-1", "1"), ("twin-2", "2")]
+    for model, version in models:
         for _ in range(2):
             result = infer(protocol, client, model, {"input-0": IRIS}, ["predict_proba"])
             np.testing.assert_allclose(
                 result.as_numpy("predict_proba"),
-                estimators[estimator].predict_proba(IRIS),
+                estimators[("iris", version)].predict_proba(IRIS),
                 rtol=0,
                 atol=1e-12,
             )
-    assert _count(cached, "hits_total", "iris") >= 1
-    assert _count(cached, "hits_total", "iris-twin") >= 1
+    for model, _ in models:
+        assert _count(cached, "hits_total", model) >= 1
 
 
 def test_versions_addressed_explicitly_answer_with_their_own_results(cached, estimators):
@@ -200,4 +205,3 @@ def test_identical_concurrent_requests_all_get_the_right_answer(cached, estimato
         + _count(cached, "misses_total", "breast-cancer")
         == 40
     )
-
