@@ -33,7 +33,7 @@ class V2Server(MLServer):
         self.states = ModelStates()
         self._add_signal_handlers()
         if configure_cache(build_cache_settings(settings)) and settings.parallel_workers:
-            logger.warning("the response cache is per process and off in parallel workers")
+            logger.warning("the response cache is off: parallel workers run the models")
         self._metrics_server = MetricsServer(settings) if settings.metrics_endpoint else None
         self._inference_pool_registry = None
         if settings.parallel_workers:

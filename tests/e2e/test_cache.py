@@ -19,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer, load_iris
 from tritonclient.utils import InferenceServerException
 
+from runtimes.examples import wine_frame
+
 from .clients import infer, make_client
 from .conftest import RunningServer, build_repository, start_server, stop_server
 
@@ -84,6 +86,29 @@ def test_models_given_one_input_answer_with_their_own_results(cached, estimators
             )
     for model, _ in models:
         assert _count(cached, "hits_total", model) >= 1
+
+
+def test_named_columns_with_strings_hit_only_their_own_rows(cached, estimators):
+    estimator = estimators[("wine-columns", "1")]
+    columns = list(estimator.feature_names_in_)
+    frame = wine_frame()
+    first = frame.iloc[[0, 60]]
+    second = first.copy()  # the same numbers, one string changed
+    second.iloc[1, second.columns.get_loc("colour")] = next(
+        c for c in ("pale", "medium", "deep") if c != first["colour"].iloc[1]
+    )
+    client = make_client("grpc", cached)
+    for rows in (first, second, first, second):
+        inputs = {
+            name: rows[name].to_numpy(dtype=object if name == "colour" else np.float64)
+            for name in columns
+        }
+        result = infer("grpc", client, "wine-columns", inputs, ["predict_proba"])
+        np.testing.assert_allclose(
+            result.as_numpy("predict_proba"), estimator.predict_proba(rows[columns]), atol=1e-12
+        )
+    assert _count(cached, "misses_total", "wine-columns") == 2
+    assert _count(cached, "hits_total", "wine-columns") == 2
 
 
 def test_versions_addressed_explicitly_answer_with_their_own_results(cached, estimators):
