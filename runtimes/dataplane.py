@@ -39,6 +39,8 @@ class V2DataPlane(DataPlane):
         inflight: InFlight,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
+        # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
+        self._response_cache = None
         self.states = states
         self.options = options
         self.inflight = inflight

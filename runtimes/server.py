@@ -16,6 +16,7 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.repository.factory import ModelRepositoryFactory
 from mlserver.settings import ModelSettings
 
+from .cache import configure as configure_cache
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .protocol.grpc_checks import install_grpc_request_checks
@@ -29,7 +30,7 @@ from .repository.inflight import InFlight
 from .repository.registry import V2ModelRegistry
 from .repository.states import ModelStates, VersionState
 from .repository_api import V2RepositoryHandlers
-from .settings import ServerConfig
+from .settings import ServerConfig, build_cache_settings
 
 logger = logging.getLogger("v2serve.server")
 
@@ -42,6 +43,11 @@ class V2Server(MLServer):
         self.states = ModelStates()
         self.inflight = InFlight()
         self._add_signal_handlers()
+        if (
+            configure_cache(build_cache_settings(settings, self.options))
+            and settings.parallel_workers
+        ):
+            logger.warning("the response cache is off: parallel workers run the models")
         self._metrics_server = MetricsServer(settings) if settings.metrics_endpoint else None
         self._inference_pool_registry = None
         if settings.parallel_workers:

@@ -70,6 +70,10 @@ class ServerOptions(BaseModel):
     gRPC message limit follows it unless ``grpc_max_message_length`` is set."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """Seconds a retired version waits for its in-flight requests before it is unloaded."""
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Byte bound of the response cache (MLServer's ``cache_size`` bounds the entries)."""
+    cache_ttl_seconds: float | None = Field(default=None, gt=0)
+    """How long a cached response may answer; unset means until evicted or replaced."""
 
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
@@ -261,6 +265,34 @@ def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtr
             for err in exc.errors()
         )
         raise SettingsError(source, f"parameters.extra: {problems}") from exc
+
+
+class CacheSettings(BaseModel):
+    """The response cache, sized once at start-up (see ``runtimes.cache``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    """MLServer's ``cache_enabled`` (``MLSERVER_CACHE_ENABLED``): the server-wide switch."""
+    max_entries: int = Field(default=100, ge=1)
+    """MLServer's ``cache_size`` (``MLSERVER_CACHE_SIZE``): at most this many responses."""
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """At most this many bytes of cached outputs (``ServerOptions.cache_max_bytes``)."""
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    """An entry answers for this long; None means no expiry."""
+
+
+def build_cache_settings(settings: Settings, options: ServerOptions) -> CacheSettings:
+    """MLServer's switch and size, with v2serve's byte bound and TTL."""
+    try:
+        return CacheSettings(
+            enabled=settings.cache_enabled,
+            max_entries=settings.cache_size,
+            max_bytes=options.cache_max_bytes,
+            ttl_seconds=options.cache_ttl_seconds,
+        )
+    except ValidationError as exc:
+        raise SettingsError("cache settings", str(exc)) from exc
 
 
 def parse_model_settings(values: Mapping[str, Any], source: str) -> ModelSettings:

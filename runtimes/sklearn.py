@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import joblib
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse
 
+from .cache import ModelCache, Results, bind_model_cache
+from .cache.key import named_tensors
 from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import run_methods, to_response_output
@@ -31,6 +34,7 @@ class SklearnRuntime(MLModel):
     _schema: ModelSchema
     _extra: ModelExtra
     _constraints: Constraints
+    _cache: ModelCache | None = None
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
@@ -53,6 +57,13 @@ class SklearnRuntime(MLModel):
         self._settings.outputs = [spec.to_metadata() for spec in self._schema.outputs]
         self._settings.platform = "sklearn"
         self._warm_up()
+        self._cache = bind_model_cache(self._settings)
+        return True
+
+    async def unload(self) -> bool:
+        if self._cache is not None:
+            self._cache.release()
+            self._cache = None
         return True
 
     def _warm_up(self) -> None:
@@ -81,7 +92,12 @@ class SklearnRuntime(MLModel):
             constraints=self._constraints,
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
-        results = run_methods(self.name, self._estimator, features, methods)
+        compute = partial(run_methods, self.name, self._estimator, features, methods)
+        if self._cache is None:
+            results: Results = compute()
+        else:
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            results = self._cache.answer(tensors, methods, compute)
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,
