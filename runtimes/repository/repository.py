@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from mlserver.settings import ModelSettings
 
 from ..errors import ModelUnavailable, SettingsError
 from ..settings import DEFAULT_RUNTIME, parse_model_extra, parse_model_settings, read_json_object
+from .kserve import injected_model_name, single_model_folder
 from .layout import MODEL_SETTINGS_FILENAME, ModelFolder, is_valid_model_name, scan_repository
 
 logger = logging.getLogger("v2serve.repository")
@@ -80,9 +82,12 @@ class VersionedRepository(ModelRepository):
     def __init__(self, root: str, **_: Any):
         self.root = Path(root).resolve()
         self.settings_errors: dict[str, SettingsError] = {}
+        # Read once at start-up: KServe names a single model mounted at the root.
+        self.single_model_name = injected_model_name(os.environ)
 
     def model_folders(self) -> list[ModelFolder]:
-        return scan_repository(self.root)
+        single = single_model_folder(self.root, self.single_model_name)
+        return [single] if single is not None else scan_repository(self.root)
 
     def settings_for(self, model: ModelFolder) -> list[ModelSettings]:
         values = model_values(model)
