@@ -151,6 +151,11 @@ class ModelExtra(BaseModel):
     """Which versions are served, as in Triton. Default: the latest one."""
     allow_nan: bool = False
     """Whether NaN and Inf may reach the estimator."""
+    inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
+    ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
+    onnx_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:
