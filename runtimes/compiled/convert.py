@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnx import ModelProto, TensorProto, helper
 from skl2onnx import to_onnx
 from skl2onnx._supported_operators import sklearn_operator_name_map
 from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
@@ -106,6 +107,31 @@ def with_float32_casts(estimator: Any, width: int) -> Any:
     return Pipeline([*casts, ("model", estimator)])
 
 
+# ai.onnx.ml tree ensembles (opset 3) take float64 features and thresholds but emit
+# float32 scores, as Normalizer always does, while skl2onnx declares float64 for float64
+# inputs: ONNX Runtime then refuses the graph. Those outputs are cast to float64 here.
+_FLOAT32_OUTPUT = {"TreeEnsembleRegressor": 0, "TreeEnsembleClassifier": 1, "Normalizer": 0}
+
+
+def cast_float32_outputs(graph: ModelProto) -> ModelProto:
+    nodes = []
+    for node in graph.graph.node:
+        nodes.append(node)
+        index = _FLOAT32_OUTPUT.get(node.op_type)
+        if node.domain != "ai.onnx.ml" or index is None or len(node.output) <= index:
+            continue
+        score = node.output[index]
+        node.output[index] = f"{score}_float32"
+        nodes.append(helper.make_node("Cast", [node.output[index]], [score], to=TensorProto.DOUBLE))
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    del graph.graph.value_info[:]
+    for output in graph.graph.output:
+        if output.type.tensor_type.elem_type == TensorProto.FLOAT:
+            output.type.tensor_type.elem_type = TensorProto.DOUBLE
+    return graph
+
+
 def _initial_types(schema: ModelSchema) -> list[tuple[str, Any]]:
     if schema.named_columns:
         return [
@@ -133,7 +159,9 @@ def compile_estimator(estimator: Any, schema: ModelSchema, threads: int) -> Comp
         raise ConversionError("conversion", f"{missing} has no ONNX converter in skl2onnx")
     convertible = with_float32_casts(estimator, _width_after_prefix(estimator, schema))
     final = final_step(estimator)
-    options = {type(final): {"zipmap": False}} if is_classifier(final) else None
+    # Plain arrays instead of a list of dicts; converters without probabilities refuse it.
+    wants_zipmap_off = is_classifier(final) and hasattr(final, "predict_proba")
+    options = {type(final): {"zipmap": False}} if wants_zipmap_off else None
     try:
         graph = to_onnx(
             convertible,
@@ -151,7 +179,9 @@ def compile_estimator(estimator: Any, schema: ModelSchema, threads: int) -> Comp
     options_.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(
-            graph.SerializeToString(), options_, providers=["CPUExecutionProvider"]
+            cast_float32_outputs(graph).SerializeToString(),
+            options_,
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:
         raise ConversionError("onnxruntime session", f"{type(exc).__name__}: {exc}") from exc
