@@ -67,6 +67,13 @@ def build_repository(target: Path) -> Path:
     bare = target / "bare" / "1"
     bare.mkdir(parents=True)
     shutil.copy(target / "iris" / "1" / "model.joblib", bare / "model.joblib")
+    # The forest forced onto each inference backend (docs/compiled.md).
+    for backend in ("onnx", "sklearn"):
+        forced = target / f"breast-cancer-{backend}"
+        (forced / "1").mkdir(parents=True)
+        shutil.copy(target / "breast-cancer" / "1" / "model.joblib", forced / "1" / "model.joblib")
+        settings = {"parameters": {"extra": {"inference_backend": backend}}}
+        (forced / "model-settings.json").write_text(json.dumps(settings))
     return target
 
 
