@@ -185,3 +185,15 @@ def test_disagreement_reports_labels_and_values():
     values = np.array([[0.25, 0.75]])
     assert disagreement("predict_proba", values, values + 5e-7) is None
     assert "differs by" in disagreement("predict_proba", values, values + 1e-4)
+
+
+def test_backend_options_are_strict():
+    from runtimes.errors import SettingsError
+    from runtimes.settings import parse_model_extra
+
+    assert parse_model_extra({}, "m").inference_backend == "auto"
+    assert parse_model_extra({"onnx_threads": 2}, "m").onnx_threads == 2
+    with pytest.raises(SettingsError, match="inference_backend"):
+        parse_model_extra({"inference_backend": "tensorrt"}, "m")
+    with pytest.raises(SettingsError, match="onnx_threads"):
+        parse_model_extra({"onnx_threads": 0}, "m")
