@@ -11,6 +11,7 @@
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
         ├── RequestTooLarge           413  RESOURCE_EXHAUSTED
         ├── ModelLoadFailed           422  FAILED_PRECONDITION  an artifact that will not load
+        │   └── CompilationFailed     422  ONNX conversion or verification failed
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
         └── NotReady                  503  UNAVAILABLE
@@ -92,6 +93,15 @@ class ModelLoadFailed(V2ServeError):
         self.reason = reason
         where = f"model '{model}'" + (f" version {version}" if version else "")
         super().__init__(f"{where} failed to load: {reason}")
+
+
+class CompilationFailed(ModelLoadFailed):
+    """The compiled (ONNX) path could not be built or did not equal sklearn."""
+
+    def __init__(self, model: str, version: str | None, step: str, problem: str):
+        self.step = step
+        self.problem = problem
+        super().__init__(model, version, f"compiled inference: {step}: {problem}")
 
 
 class SettingsError(V2ServeError):

@@ -254,6 +254,11 @@ class ModelExtra(BaseModel):
     """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
     features: dict[str, FeatureConstraint] = Field(default_factory=dict)
     """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
+    inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
+    ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
+    onnx_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:

@@ -70,6 +70,8 @@ def _check_shape(model: str, spec: TensorSpec, tensor: RequestInput) -> tuple[in
             _spec_text(spec),
             f"{tensor.datatype} {_shape_text(shape)}",
         )
+    if shape and shape[0] == 0:
+        raise InvalidInput(model, tensor.name, "has an empty batch", "at least 1 row", "0 rows")
     return shape
 
 

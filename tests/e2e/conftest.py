@@ -74,6 +74,13 @@ def build_repository(target: Path) -> Path:
             (target / name / "1").mkdir(parents=True)
             shutil.copy(artifact, target / name / "1" / "model.joblib")
         (target / name / "model-settings.json").write_text(json.dumps(settings))
+    # The forest forced onto each inference backend (docs/compiled.md).
+    for backend in ("onnx", "sklearn"):
+        forced = target / f"breast-cancer-{backend}"
+        (forced / "1").mkdir(parents=True)
+        shutil.copy(target / "breast-cancer" / "1" / "model.joblib", forced / "1" / "model.joblib")
+        settings = {"parameters": {"extra": {"inference_backend": backend}}}
+        (forced / "model-settings.json").write_text(json.dumps(settings))
     return target
 
 

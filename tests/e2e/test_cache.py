@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer, load_iris
 from tritonclient.utils import InferenceServerException
 
+from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import wine_frame
 
 from .clients import infer, make_client
@@ -81,8 +82,8 @@ def test_models_given_one_input_answer_with_their_own_results(cached, estimators
             np.testing.assert_allclose(
                 result.as_numpy("predict_proba"),
                 estimators[("iris", version)].predict_proba(IRIS),
-                rtol=0,
-                atol=1e-12,
+                rtol=RTOL,
+                atol=ATOL,
             )
     for model, _ in models:
         assert _count(cached, "hits_total", model) >= 1
@@ -105,7 +106,10 @@ def test_named_columns_with_strings_hit_only_their_own_rows(cached, estimators):
         }
         result = infer("grpc", client, "wine-columns", inputs, ["predict_proba"])
         np.testing.assert_allclose(
-            result.as_numpy("predict_proba"), estimator.predict_proba(rows[columns]), atol=1e-12
+            result.as_numpy("predict_proba"),
+            estimator.predict_proba(rows[columns]),
+            rtol=RTOL,
+            atol=ATOL,
         )
     assert _count(cached, "misses_total", "wine-columns") == 2
     assert _count(cached, "hits_total", "wine-columns") == 2
@@ -119,7 +123,8 @@ def test_versions_addressed_explicitly_answer_with_their_own_results(cached, est
             np.testing.assert_allclose(
                 result.as_numpy("predict_proba"),
                 estimators[("iris", version)].predict_proba(IRIS),
-                atol=1e-12,
+                rtol=RTOL,
+                atol=ATOL,
             )
 
 
@@ -175,11 +180,15 @@ def test_spellings_protocols_ids_and_headers_share_one_entry(cached, estimators)
     for response, request_id in zip(answers, ("first", "second", "third"), strict=True):
         assert response.status_code == 200, response.text
         assert response.json()["id"] == request_id
-        np.testing.assert_allclose(response.json()["outputs"][0]["data"], expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            response.json()["outputs"][0]["data"], expected, rtol=RTOL, atol=ATOL
+        )
     X = np.array([row], dtype=np.float64)
     for protocol in ("http", "grpc"):
         result = infer(protocol, make_client(protocol, cached), "diabetes", {"input-0": X})
-        np.testing.assert_allclose(result.as_numpy("predict").reshape(-1), expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            result.as_numpy("predict").reshape(-1), expected, rtol=RTOL, atol=ATOL
+        )
     assert _count(cached, "misses_total", "diabetes") == 1
     assert _count(cached, "hits_total", "diabetes") == 4
 
@@ -224,7 +233,7 @@ def test_identical_concurrent_requests_all_get_the_right_answer(cached, estimato
     with ThreadPoolExecutor(max_workers=8) as pool:
         for answers in pool.map(ask, range(8)):
             for answer in answers:
-                np.testing.assert_allclose(answer, expected, rtol=0, atol=1e-12)
+                np.testing.assert_allclose(answer, expected, rtol=RTOL, atol=ATOL)
     assert (
         _count(cached, "hits_total", "breast-cancer")
         + _count(cached, "misses_total", "breast-cancer")

@@ -26,6 +26,7 @@ import pytest
 import requests
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
+from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import EXAMPLES, write_artifact
 from tests.deployfiles import (
     ROOT,
@@ -201,7 +202,9 @@ def test_answers_like_the_estimator_in_process(pod, protocol):
     for (model, version), estimator in pod.layout.served.items():
         X = np.ascontiguousarray(pod.layout.X[model], dtype=np.float64)
         result = infer(protocol, client, model, {"input-0": X}, ["predict"], version)
-        np.testing.assert_allclose(result.as_numpy("predict"), estimator.predict(X), atol=1e-12)
+        np.testing.assert_allclose(
+            result.as_numpy("predict"), estimator.predict(X), rtol=RTOL, atol=ATOL
+        )
 
 
 def test_unversioned_rest_request_reaches_the_served_version(pod):
@@ -219,7 +222,9 @@ def test_unversioned_rest_request_reaches_the_served_version(pod):
     }
     answer = requests.post(f"{pod.server.base}/v2/models/{model}/infer", json=body).json()
     assert answer["model_name"] == model and answer["model_version"] == version
-    np.testing.assert_allclose(answer["outputs"][0]["data"], estimator.predict(X), atol=1e-12)
+    np.testing.assert_allclose(
+        answer["outputs"][0]["data"], estimator.predict(X), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_the_image_healthcheck_passes(pod):

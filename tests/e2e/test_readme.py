@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtimes.compiled.tolerance import ATOL, RTOL
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = re.findall(r"```(bash|python)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 CURL = [code for lang, code in BLOCKS if lang == "bash" and code.startswith("curl")]
@@ -48,7 +50,7 @@ def test_curl_examples(server, estimators, code):
     for output in answer["outputs"]:
         expected = getattr(estimator, output["name"])(X)
         np.testing.assert_allclose(
-            np.reshape(output["data"], output["shape"]), expected, atol=1e-12
+            np.reshape(output["data"], output["shape"]), expected, rtol=RTOL, atol=ATOL
         )
 
 
@@ -62,4 +64,4 @@ def test_python_examples(server, estimators, code):
     for method in ("predict", "predict_proba"):
         served = result.as_numpy(method)
         if served is not None:
-            np.testing.assert_allclose(served, getattr(estimator, method)(X), atol=1e-12)
+            np.testing.assert_allclose(served, getattr(estimator, method)(X), rtol=RTOL, atol=ATOL)

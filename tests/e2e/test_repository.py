@@ -23,6 +23,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
+from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import write_artifact
 
 from .clients import infer, make_client
@@ -76,7 +77,9 @@ class Traffic:
                 continue
             with self.lock:
                 self.served[version] = self.served.get(version, 0) + 1
-                if version not in EXPECTED or not np.allclose(proba, EXPECTED[version], atol=1e-12):
+                if version not in EXPECTED or not np.allclose(
+                    proba, EXPECTED[version], rtol=RTOL, atol=ATOL
+                ):
                     self.wrong.append(version)
 
     def __enter__(self) -> "Traffic":

@@ -1,0 +1,96 @@
+"""The backend in use shows in model metadata, and a forced backend is the one that serves."""
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+from sklearn.datasets import load_breast_cancer
+from tritonclient.grpc import service_pb2
+
+from runtimes.compiled.tolerance import ATOL, RTOL
+
+from .clients import infer, make_client, metadata
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if byte < 0x80:
+            return value, at
+
+
+def _grpc_metadata_parameters(server, model: str) -> dict[str, str]:
+    """MLServer sends ``parameters`` as field 6 of ModelMetadataResponse; Triton's proto,
+    which tritonclient uses, has no such field and keeps it as unknown bytes: read them."""
+    client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    data = client.get_model_metadata(model).SerializeToString()
+    found, at = {}, 0
+    while at < len(data):
+        tag, at = _varint(data, at)
+        wire_type, field = tag & 7, tag >> 3
+        if wire_type == 0:
+            _, at = _varint(data, at)
+            continue
+        assert wire_type == 2, f"unexpected wire type {wire_type}"
+        length, at = _varint(data, at)
+        if field == 6:
+            entry = service_pb2.ModelInferRequest.ParametersEntry.FromString(data[at : at + length])
+            found[entry.key] = entry.value.string_param
+        at += length
+    return found
+
+
+def _parameters(server, protocol: str, model: str) -> dict[str, str]:
+    if protocol == "grpc":
+        return _grpc_metadata_parameters(server, model)
+    return metadata(protocol, make_client(protocol, server), model).get("parameters") or {}
+
+
+@pytest.mark.parametrize(
+    ("model", "backend", "phrase"),
+    [
+        ("breast-cancer-onnx", "onnx", "rows on"),
+        ("breast-cancer-sklearn", "sklearn", "inference_backend 'sklearn'"),
+        ("iris", "onnx", "verified on"),
+    ],
+)
+def test_metadata_names_the_backend(server, protocol, model, backend, phrase):
+    found = _parameters(server, protocol, model)
+    assert found["inference_backend"] == backend
+    assert phrase in found["verification"]
+
+
+@pytest.mark.parametrize("model", ["breast-cancer-onnx", "breast-cancer-sklearn"])
+def test_forced_backends_answer_like_the_estimator(server, estimators, protocol, model):
+    X = np.ascontiguousarray(load_breast_cancer().data[::25], dtype=np.float64)
+    client = make_client(protocol, server)
+    result = infer(protocol, client, model, {"input-0": X}, ["predict_proba", "predict"])
+    estimator = estimators[(model, "1")]
+    np.testing.assert_array_equal(result.as_numpy("predict"), estimator.predict(X))
+    assert result.as_numpy("predict").dtype == estimator.predict(X).dtype
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), estimator.predict_proba(X), rtol=RTOL, atol=ATOL
+    )
+
+
+def test_sklearn_backend_answers_bit_for_bit(server, estimators):
+    X = load_breast_cancer().data[:9]
+    body = {
+        "inputs": [
+            {"name": "input-0", "shape": list(X.shape), "datatype": "FP64", "data": X.tolist()}
+        ],
+        "outputs": [{"name": "predict_proba"}],
+    }
+    answer = requests.post(f"{server.base}/v2/models/breast-cancer-sklearn/infer", json=body)
+    served = np.array(answer.json()["outputs"][0]["data"]).reshape(-1, 2)
+    expected = estimators[("breast-cancer-sklearn", "1")].predict_proba(X)
+    np.testing.assert_array_equal(served, expected)
+
+
+def test_the_log_says_which_backend_serves(server):
+    log = server.log_text()
+    assert "model 'breast-cancer-onnx' version 1 serves onnx: verified on" in log
+    assert "model 'breast-cancer-sklearn' version 1 serves sklearn" in log
