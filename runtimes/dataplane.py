@@ -10,18 +10,26 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from time import perf_counter_ns
 
 from mlserver.errors import ModelNotFound
 from mlserver.handlers import DataPlane
 from mlserver.model import MLModel
 from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
-from mlserver.types import MetadataModelResponse
+from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 
 from .errors import ModelUnavailable, NotReady
+from .extensions.statistics import Statistics
 from .repository.inflight import InFlight
 from .repository.states import ModelStates, VersionState
 from .settings import ServerOptions
+from .timings import Phases, current_phases
+
+
+def _batch_size(payload: InferenceRequest) -> int:
+    shapes = [list(tensor.shape) for tensor in payload.inputs or []]
+    return int(shapes[0][0]) if shapes and shapes[0] else 1
 
 
 def _version_key(version: str | None) -> tuple[int, str]:
@@ -37,6 +45,7 @@ class V2DataPlane(DataPlane):
         states: ModelStates,
         options: ServerOptions,
         inflight: InFlight,
+        statistics: Statistics,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -44,6 +53,7 @@ class V2DataPlane(DataPlane):
         self.states = states
         self.options = options
         self.inflight = inflight
+        self.statistics = statistics
 
     async def available_versions(self, name: str) -> list[str]:
         try:
@@ -81,6 +91,36 @@ class V2DataPlane(DataPlane):
         metadata = await super().model_metadata(name, version or None)
         metadata.versions = await self.available_versions(name)
         return metadata
+
+    async def infer(
+        self, payload: InferenceRequest, name: str, version: str | None = None
+    ) -> InferenceResponse:
+        """MLServer's infer, with each phase timed for the statistics extension."""
+        started = perf_counter_ns()
+        phases = Phases()
+        token = current_phases.set(phases)
+        model: MLModel | None = None
+        ok = False
+        try:
+            async with self._infer_contextmanager(name, version) as model:
+                payload = self._prepare_payload(payload, model)
+                phases.queue_ns = perf_counter_ns() - started
+                prediction = await model.predict(payload)
+                prediction.id = payload.id
+                self._inference_middleware.response_middleware(prediction, model.settings)
+                ok = True
+                return prediction
+        finally:
+            current_phases.reset(token)
+            if model is not None:
+                self.statistics.record(
+                    model.name,
+                    model.version or "",
+                    _batch_size(payload),
+                    ok,
+                    perf_counter_ns() - started,
+                    phases,
+                )
 
     @asynccontextmanager
     async def _infer_contextmanager(

@@ -7,6 +7,7 @@
         │   ├── InvalidOutput         400  a requested output the model does not offer
         │   ├── InvalidPayload        400  the body is not a V2 request
         │   ├── EstimatorRejectedInput 400 scikit-learn blamed the input
+        │   ├── InvalidClassification 400 a bad classification request
         │   └── InvalidModelName      400  a name that could escape the repository
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
         ├── RequestTooLarge           413  RESOURCE_EXHAUSTED
@@ -60,6 +61,11 @@ class InvalidPayload(BadRequest):
 class EstimatorRejectedInput(BadRequest):
     def __init__(self, model: str, method: str, cause: BaseException):
         super().__init__(f"model '{model}' rejected the input in {method}: {cause}")
+
+
+class InvalidClassification(BadRequest):
+    def __init__(self, model: str, output: str, problem: str):
+        super().__init__(f"model '{model}': output '{output}' classification: {problem}")
 
 
 class InvalidModelName(BadRequest):

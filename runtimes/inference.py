@@ -1,11 +1,12 @@
 """Runs the estimator's methods and turns their arrays into V2 response tensors."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from mlserver.types import ResponseOutput
+from mlserver.types import ResponseOutput, TensorData
 
+from .classification import classify
 from .errors import EstimatorRejectedInput, PredictionFailed
 from .schema import numpy_to_datatype
 
@@ -40,12 +41,37 @@ def run_methods(
     return results
 
 
+_CANONICAL = {"f": np.float64, "i": np.int64, "u": np.uint64, "b": np.bool_}
+
+
 def to_response_output(name: str, values: np.ndarray) -> ResponseOutput:
-    datatype = numpy_to_datatype(values.dtype)
-    if datatype == "BYTES":
-        data: list[Any] = [str(v) for v in values.reshape(-1)]
-    else:
-        if values.dtype.kind == "f":
-            values = values.astype(np.float64, copy=False)
-        data = values.reshape(-1).tolist()
-    return ResponseOutput(name=name, datatype=datatype, shape=list(values.shape), data=data)
+    """A response tensor holding the numpy array itself: the protocol adapters encode it
+    (JSON, binary or raw) without a round trip through Python lists."""
+    canonical = _CANONICAL.get(values.dtype.kind)
+    if canonical is not None:
+        values = values.astype(canonical, copy=False)
+    elif values.dtype.kind != "O":
+        values = values.astype(object)
+    return ResponseOutput.model_construct(
+        name=name,
+        datatype=numpy_to_datatype(values.dtype),
+        shape=list(values.shape),
+        data=TensorData.model_construct(root=values),
+        parameters=None,
+    )
+
+
+def build_outputs(
+    model: str,
+    results: Mapping[str, np.ndarray],
+    methods: Sequence[str],
+    top_k: dict[str, int],
+    labels: Any,
+) -> list[ResponseOutput]:
+    outputs = []
+    for name in methods:
+        values = results[name]
+        if name in top_k:
+            values = classify(model, name, values, top_k[name], labels)
+        outputs.append(to_response_output(name, values))
+    return outputs

@@ -85,6 +85,7 @@ def datatype_to_numpy(datatype: str) -> np.dtype:
             "FP16": "float16",
             "FP32": "float32",
             "FP64": "float64",
+            "BF16": "float32",
             "BYTES": "object",
         }[datatype]
     )

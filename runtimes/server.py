@@ -19,9 +19,15 @@ from mlserver.settings import ModelSettings
 from .cache import configure as configure_cache
 from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
-from .protocol.grpc_checks import install_grpc_request_checks
+from .extensions.handlers import ExtensionHandlers
+from .extensions.statistics import Statistics
+from .protocol.grpc.health import HealthService, health_handler
+from .protocol.grpc.server import GRPCServer
+from .protocol.grpc.service import TritonService, triton_handler
 from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
+from .protocol.rest_extensions import install_extension_routes
+from .protocol.rest_fastpath import RestInferFastPath
 from .protocol.rest_repository import install_repository_routes
 from .protocol.status import install_grpc_status_mapping
 from .repository import VersionedRepository
@@ -59,9 +65,16 @@ class V2Server(MLServer):
         repository = ModelRepositoryFactory.resolve_model_repository(settings)
         assert isinstance(repository, VersionedRepository)
         self._model_repository = self.repository = repository
+        self.statistics = Statistics()
         self._data_plane = V2DataPlane(
-            settings, self._model_registry, self.states, self.options, self.inflight
+            settings,
+            self._model_registry,
+            self.states,
+            self.options,
+            self.inflight,
+            self.statistics,
         )
+        self.extensions = ExtensionHandlers(self._data_plane, self.statistics)
         self.controller = RepositoryController(repository, self, self.states, self.options)
         self._model_repository_handlers = V2RepositoryHandlers(
             repository, self._model_registry, self.controller, self.states
@@ -80,12 +93,25 @@ class V2Server(MLServer):
 
     def _create_servers(self) -> None:
         install_grpc_status_mapping()
-        install_grpc_request_checks()
         super()._create_servers()
+        repository = self._model_repository_handlers
+        self._grpc_server = GRPCServer(
+            self._settings,
+            [
+                triton_handler(TritonService(self._data_plane, repository, self.extensions)),
+                health_handler(HealthService(self._data_plane)),
+            ],
+        )
         app = self._rest_server._app
         install_rest_error_handlers(app)
         install_repository_routes(app, self._model_repository_handlers)
+        install_extension_routes(app, self._data_plane, self.extensions)
         app.add_middleware(DefaultJSONContentType)
+        app.add_middleware(
+            RestInferFastPath,
+            data_plane=self._data_plane,
+            max_bytes=self.options.max_request_size,
+        )
         install_body_limit(app, self.options.max_request_size)
 
     async def load_version(self, model_settings: ModelSettings) -> bool:

@@ -36,6 +36,17 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
     # MLServer defaults debug to True, which turns on access logs for every request.
     "debug": False,
     "server_name": "v2serve",
+    # aiohttp asks for gzip on every request and tritonclient.http.aio does not decompress,
+    # so MLServer's GZip middleware breaks its metadata and config calls.
+    "gzip_enabled": False,
+    "extensions": [
+        "binary_tensor_data",
+        "classification",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+        "parameters",
+    ],
 }
 
 # Triton's default limit on a request body (and on a gRPC message).

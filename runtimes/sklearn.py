@@ -12,13 +12,15 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 from .cache import ModelCache, Results, bind_model_cache
 from .cache.key import named_tensors
+from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .constraints import Constraints, build_constraints
 from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, SettingsError
-from .inference import run_methods, to_response_output
+from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
+from .timings import timed
 from .validation import decode_features, requested_outputs
 
 # Unpickling imports modules; two threads importing the same module at once trip
@@ -105,38 +107,52 @@ class SklearnRuntime(MLModel):
         return results
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        features = decode_features(
-            self.name,
-            self._schema,
-            payload.inputs,
-            allow_nan=self._extra.allow_nan,
-            constraints=self._constraints,
-        )
-        methods = requested_outputs(self.name, self._schema, payload.outputs)
-        compute = partial(self._compute, features, methods)
-        if self._cache is None:
-            results: Results = compute()
-        else:
-            tensors = named_tensors(features, self._schema.inputs[0].name)
-            results = self._cache.answer(tensors, methods, compute)
-        return InferenceResponse(
+        with timed("input"):
+            features = decode_features(
+                self.name,
+                self._schema,
+                payload.inputs,
+                allow_nan=self._extra.allow_nan,
+                constraints=self._constraints,
+            )
+            methods = requested_outputs(self.name, self._schema, payload.outputs)
+            top_k = classification_requests(self.name, payload.outputs)
+        with timed("infer"):
+            compute = partial(self._compute, features, methods)
+            if self._cache is None:
+                results: Results = compute()
+            else:
+                tensors = named_tensors(features, self._schema.inputs[0].name)
+                results = self._cache.answer(tensors, methods, compute)
+        with timed("output"):
+            labels = getattr(self._estimator, "classes_", None)
+            outputs = build_outputs(self.name, results, methods, top_k, labels)
+        return InferenceResponse.model_construct(
             model_name=self.name,
             model_version=self.version,
             id=payload.id,
-            outputs=[to_response_output(name, results[name]) for name in methods],
+            parameters=None,
+            outputs=outputs,
         )
+
+    @property
+    def response_cache_enabled(self) -> bool:
+        return self._cache is not None
 
     @property
     def backend_description(self) -> str:
         """Which backend answers and why, e.g. ``onnx: verified on 8460 rows (...)``."""
         return self._backend.description
 
+    @property
+    def backend_parameters(self) -> dict[str, str]:
+        return {
+            "inference_backend": self._backend.backend,
+            "verification": self._backend.verification,
+        }
+
     async def metadata(self) -> MetadataModelResponse:
         found = await super().metadata()
         values = found.parameters.model_dump(exclude_none=True) if found.parameters else {}
-        found.parameters = Parameters(
-            **values,
-            inference_backend=self._backend.backend,
-            verification=self._backend.verification,
-        )
+        found.parameters = Parameters(**values, **self.backend_parameters)
         return found

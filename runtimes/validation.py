@@ -95,6 +95,9 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
             f"{tensor.datatype} {_shape_text(tensor.shape)}",
         )
     shape = _check_shape(model, spec, tensor)
+    raw = getattr(tensor.data, "root", tensor.data)
+    if isinstance(raw, np.ndarray):
+        return _from_decoded(model, spec, tensor.name, raw, shape, allow_nan)
     data = _flat_data(model, tensor)
     if spec.datatype == "BYTES":
         data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
@@ -118,10 +121,42 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
         raise InvalidInput(
             model, tensor.name, "has values that are not numbers", spec.datatype, str(exc)
         ) from exc
+    _check_finite(model, tensor.name, array, allow_nan)
+    return array
+
+
+def _check_finite(model: str, name: str, array: np.ndarray, allow_nan: bool) -> None:
     if not allow_nan and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(model, name, "contains NaN or Inf", "finite numbers", "NaN or Inf")
+
+
+def _from_decoded(
+    model: str,
+    spec: TensorSpec,
+    name: str,
+    array: np.ndarray,
+    shape: tuple[int, ...],
+    allow_nan: bool,
+) -> np.ndarray:
+    """Tensors that arrived as raw bytes, already decoded to numpy by the protocol adapter."""
+    if array.size != prod(shape):
         raise InvalidInput(
-            model, tensor.name, "contains NaN or Inf", "finite numbers", "NaN or Inf"
+            model,
+            name,
+            "has data that disagrees with its shape",
+            f"{prod(shape)} values for shape {_shape_text(shape)}",
+            f"{array.size} values",
         )
+    if spec.datatype == "BYTES":
+        try:
+            text = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array]
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                model, name, "has BYTES that are not UTF-8", "text", str(exc)
+            ) from exc
+        return np.asarray(text, dtype=object).reshape(shape)
+    array = array.reshape(shape)
+    _check_finite(model, name, array, allow_nan)
     return array
 
 
@@ -244,6 +279,7 @@ _ELEMENT_SIZE = {
     "INT64": 8,
     "UINT64": 8,
     "FP64": 8,
+    "BF16": 2,
 }
 
 

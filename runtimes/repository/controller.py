@@ -107,6 +107,7 @@ class RepositoryController:
             settings = version_settings(model, version, values)
         except SettingsError as exc:
             self.states.set(model.name, str(version), VersionState.UNAVAILABLE, str(exc))
+            logger.error("model '%s' version %s is unavailable: %s", model.name, version, exc)
             self._failed[key] = fp
             return
         if await self.loader.load_version(settings):
@@ -127,6 +128,7 @@ class RepositoryController:
             ).version_policy
         except SettingsError as exc:
             self.states.set(model.name, "", VersionState.UNAVAILABLE, str(exc))
+            logger.error("model '%s' is unavailable: %s", model.name, exc)
             return
         self.states.forget(model.name, "")
         present = self._view(model, now, settle_all)

@@ -81,7 +81,21 @@ def build_repository(target: Path) -> Path:
         shutil.copy(target / "breast-cancer" / "1" / "model.joblib", forced / "1" / "model.joblib")
         settings = {"parameters": {"extra": {"inference_backend": backend}}}
         (forced / "model-settings.json").write_text(json.dumps(settings))
+    # Iris declared with every numeric datatype, for the tritonclient conformance tests.
+    for datatype in DATATYPES:
+        typed = target / f"iris-{datatype.lower()}"
+        (typed / "1").mkdir(parents=True)
+        shutil.copy(target / "iris" / "1" / "model.joblib", typed / "1" / "model.joblib")
+        tensor = {"name": "input-0", "datatype": datatype, "shape": [-1, 4]}
+        (typed / "model-settings.json").write_text(json.dumps({"inputs": [tensor]}))
     return target
+
+
+# BF16 is decoded, but MLServer's metadata datatypes have no BF16 for a model to declare.
+DATATYPES = [
+    "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
+    "UINT8", "UINT16", "UINT32", "UINT64", "BOOL",
+]  # fmt: skip
 
 
 # Models with declared constraints (issue 4); "_artifact" names the trained one they reuse.

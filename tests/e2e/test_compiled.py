@@ -5,47 +5,23 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 from sklearn.datasets import load_breast_cancer
-from tritonclient.grpc import service_pb2
 
 from runtimes.compiled.tolerance import ATOL, RTOL
 
 from .clients import infer, make_client, metadata
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if byte < 0x80:
-            return value, at
-
-
-def _grpc_metadata_parameters(server, model: str) -> dict[str, str]:
-    """MLServer sends ``parameters`` as field 6 of ModelMetadataResponse; Triton's proto,
-    which tritonclient uses, has no such field and keeps it as unknown bytes: read them."""
+def _grpc_config_parameters(server, model: str) -> dict[str, str]:
+    """Over gRPC the backend is in the model configuration's parameters: ModelMetadata
+    carries only the fields that Triton's and KServe's definitions share."""
     client = grpcclient.InferenceServerClient(url=server.grpc_url)
-    data = client.get_model_metadata(model).SerializeToString()
-    found, at = {}, 0
-    while at < len(data):
-        tag, at = _varint(data, at)
-        wire_type, field = tag & 7, tag >> 3
-        if wire_type == 0:
-            _, at = _varint(data, at)
-            continue
-        assert wire_type == 2, f"unexpected wire type {wire_type}"
-        length, at = _varint(data, at)
-        if field == 6:
-            entry = service_pb2.ModelInferRequest.ParametersEntry.FromString(data[at : at + length])
-            found[entry.key] = entry.value.string_param
-        at += length
-    return found
+    config = client.get_model_config(model, as_json=True)["config"]
+    return {key: value["string_value"] for key, value in config["parameters"].items()}
 
 
 def _parameters(server, protocol: str, model: str) -> dict[str, str]:
     if protocol == "grpc":
-        return _grpc_metadata_parameters(server, model)
+        return _grpc_config_parameters(server, model)
     return metadata(protocol, make_client(protocol, server), model).get("parameters") or {}
 
 

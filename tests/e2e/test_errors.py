@@ -85,7 +85,7 @@ CASES = [
     Case("rank-3-shape", "iris", _body(shape=[1, 4, 1]), *BAD, ["[-1, 4]", "[1, 4, 1]"]),
     Case("rank-1-shape", "iris", _body(shape=[4]), *BAD, ["[-1, 4]", "[4]"]),
     Case("negative-dimension", "iris", _body(shape=[-1, 4]), *BAD, ["wrong shape", "[-1, 4]"]),
-    Case("empty-batch", "iris", _body(shape=[0, 4], data=[]), *BAD, ["iris", "empty batch", "0 rows"]),
+    Case("empty-batch", "iris", _body(shape=[0, 4], data=[]), *BAD, ["empty batch", "0 rows"]),
     # JSON has no NaN or Infinity literal: over REST the body itself is malformed.
     Case("nan", "iris", _body(data=[float("nan"), 1, 2, 3]), *BAD, [],
          rest_words=["JSON"], grpc_words=["input-0", "NaN"]),
@@ -198,7 +198,7 @@ def test_bad_request_over_grpc(server, case):
         (b'{"inputs": 3}', ["inputs", "list"]),
         (b'{"inputs": {"name": "input-0"}}', ["inputs", "list"]),
         (b"{}", ["inputs"]),
-        (b'{"inputs": [], "parameters": 5}', ["parameters", "dictionary"]),
+        (b'{"inputs": [], "parameters": 5}', ["parameters", "must be an object"]),
         (
             b'{"inputs": [{"name": "input-0", "shape": "1,4", "datatype": "FP64", "data": []}]}',
             ["shape", "list"],

@@ -1,11 +1,11 @@
-"""gRPC raw buffers and request parameters, checked before MLServer converts them."""
+"""gRPC raw buffers and request parameters, checked as the request is converted."""
 
 import numpy as np
 import pytest
-from mlserver.grpc import dataplane_pb2 as pb
 
 from runtimes.errors import InvalidInput, InvalidPayload
-from runtimes.protocol.grpc_checks import check_infer_request
+from runtimes.protocol.grpc.convert import to_inference_request
+from runtimes.protocol.grpc.messages import message
 from runtimes.validation import check_parameters, check_raw_tensor
 
 ROW = np.array([[5.1, 3.5, 1.4, 0.2]])
@@ -37,26 +37,26 @@ def test_wrong_raw_buffers(datatype, shape, raw, words):
         assert word in str(caught.value)
 
 
-def _request(raw_count: int, **parameters) -> pb.ModelInferRequest:
-    request = pb.ModelInferRequest(model_name="m")
+def _request(raw_count: int, **parameters):
+    request = message("ModelInferRequest")(model_name="m")
     request.inputs.add(name="x", datatype="FP64", shape=[1, 4])
     request.raw_input_contents.extend([ROW.tobytes()] * raw_count)
     for key, value in parameters.items():
         field = "string_param" if isinstance(value, str) else "int64_param"
-        request.parameters[key].MergeFrom(pb.InferParameter(**{field: value}))
+        request.parameters[key].MergeFrom(message("InferParameter")(**{field: value}))
     return request
 
 
 def test_raw_buffers_must_match_the_inputs_without_contents():
-    check_infer_request(_request(1))
+    to_inference_request(_request(1), {})
     with pytest.raises(InvalidPayload, match="2 raw_input_contents for 1 inputs"):
-        check_infer_request(_request(2))
+        to_inference_request(_request(2), {})
 
 
 def test_grpc_parameters_of_the_wrong_type():
-    check_infer_request(_request(1, content_type="np"))
+    to_inference_request(_request(1, content_type="np"), {})
     with pytest.raises(InvalidPayload, match="'content_type' must be a string, got int 5"):
-        check_infer_request(_request(1, content_type=5))
+        to_inference_request(_request(1, content_type=5), {})
 
 
 def test_parameters_must_be_an_object():
@@ -65,3 +65,16 @@ def test_parameters_must_be_an_object():
         check_parameters("m", "request", [1])
     with pytest.raises(InvalidPayload, match="'headers' must be an object"):
         check_parameters("m", "input 'x'", {"headers": "h"})
+
+
+def test_every_parameter_kind_survives_conversion():
+    request = _request(1)
+    kinds = {"b": ("bool_param", True), "i": ("int64_param", -3), "s": ("string_param", "x"),
+             "d": ("double_param", 1.5), "u": ("uint64_param", 2**63 + 1)}  # fmt: skip
+    for key, (field, value) in kinds.items():
+        request.parameters[key].MergeFrom(message("InferParameter")(**{field: value}))
+    converted = to_inference_request(request, {})
+    assert {k: getattr(converted.parameters, k) for k in kinds} == {
+        k: value for k, (_, value) in kinds.items()
+    }
+    np.testing.assert_array_equal(converted.inputs[0].data.root, ROW.ravel())

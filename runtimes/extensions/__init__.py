@@ -1,0 +1,1 @@
+"""Triton's protocol extensions, protocol-neutral: model configuration and statistics."""

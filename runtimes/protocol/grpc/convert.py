@@ -1,0 +1,121 @@
+"""Triton's gRPC messages to and from MLServer's types, tensors straight to numpy.
+
+Parameters of all five kinds (bool, int64, string, double, uint64) survive the trip;
+MLServer's own converter drops double and uint64. Inputs without typed contents take the
+``raw_input_contents`` buffers in order, as in MLServer and Triton.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestInput,
+    RequestOutput,
+    TensorData,
+)
+
+from ...errors import InvalidPayload
+from ...validation import check_parameters
+from ..tensors import decode_raw, encode_raw
+from .messages import message
+
+_UINT64_FROM = 2**63
+
+
+def read_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    values = {}
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        values[key] = getattr(parameter, choice) if choice else None
+    return values
+
+
+def write_parameters(target: Any, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool):
+            target[key].bool_param = value
+        elif isinstance(value, int):
+            if value >= _UINT64_FROM:
+                target[key].uint64_param = value
+            else:
+                target[key].int64_param = value
+        elif isinstance(value, float):
+            target[key].double_param = value
+        elif value is not None:
+            target[key].string_param = str(value)
+
+
+def _parameters(values: dict[str, Any]) -> Parameters | None:
+    return Parameters.model_construct(**values) if values else None
+
+
+def to_inference_request(request: Any, headers: dict[str, str]) -> InferenceRequest:
+    model = request.model_name
+    values = read_parameters(request.parameters)
+    check_parameters(model, "request", values)
+    raw = list(request.raw_input_contents)
+    empty = [tensor for tensor in request.inputs if not tensor.contents.ListFields()]
+    if raw and len(raw) != len(empty):
+        raise InvalidPayload(
+            f"model '{model}': {len(raw)} raw_input_contents for {len(empty)} inputs "
+            "without contents; expected one per input"
+        )
+    buffers = dict(zip((id(t) for t in empty), raw, strict=False))
+    inputs = []
+    for tensor in request.inputs:
+        input_values = read_parameters(tensor.parameters)
+        check_parameters(model, f"input '{tensor.name}'", input_values)
+        shape = list(tensor.shape)
+        buffer = buffers.get(id(tensor))
+        if buffer is not None:
+            data: Any = decode_raw(model, tensor.name, tensor.datatype, shape, buffer)
+        else:
+            # Any populated field is read, so that strings sent for a numeric input are
+            # reported as such by validation rather than as a missing tensor.
+            populated = tensor.contents.ListFields()
+            data = list(populated[0][1]) if populated else []
+        inputs.append(
+            RequestInput.model_construct(
+                name=tensor.name,
+                shape=shape,
+                datatype=tensor.datatype,
+                parameters=_parameters(input_values),
+                data=TensorData.model_construct(root=data),
+            )
+        )
+    outputs = [
+        RequestOutput.model_construct(
+            name=output.name, parameters=_parameters(read_parameters(output.parameters))
+        )
+        for output in request.outputs
+    ]
+    parameters = Parameters.model_construct(**values)
+    parameters.headers = headers
+    return InferenceRequest.model_construct(
+        id=request.id or None,
+        parameters=parameters,
+        inputs=inputs,
+        outputs=outputs or None,
+    )
+
+
+def to_infer_response(response: InferenceResponse) -> Any:
+    """Outputs go back as raw contents, as Triton sends them."""
+    reply = message("ModelInferResponse")(
+        model_name=response.model_name,
+        model_version=response.model_version or "",
+        id=response.id or "",
+    )
+    for output in response.outputs:
+        values = np.asarray(getattr(output.data, "root", output.data))
+        tensor = reply.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
+        if output.parameters is not None:
+            write_parameters(tensor.parameters, output.parameters.model_extra or {})
+        reply.raw_output_contents.append(encode_raw(values))
+    if response.parameters is not None:
+        write_parameters(reply.parameters, response.parameters.model_extra or {})
+    return reply

@@ -1,0 +1,171 @@
+"""Triton's GRPCInferenceService over v2serve's DataPlane, plus grpc.health.v1.Health.
+
+Errors carry the gRPC code mapped once in ``runtimes.protocol.status``. Stream errors are
+sent in-stream as ``ModelStreamInferResponse.error_message``, as Triton does, so one bad
+request does not end the stream. Shared memory, tracing and log settings are not
+supported and answer UNIMPLEMENTED at once.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from mlserver.errors import MLServerError
+from mlserver.handlers import ModelRepositoryHandlers
+from mlserver.types import RepositoryIndexRequest
+
+from ...dataplane import V2DataPlane
+from ...errors import ModelUnavailable
+from ...extensions.handlers import ExtensionHandlers
+from ..status import GRPC_CODE_BY_HTTP_STATUS
+from .convert import to_infer_response, to_inference_request
+from .messages import SERVICE_NAME, message, service_methods
+
+logger = logging.getLogger("v2serve.grpc")
+UNSUPPORTED = {
+    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+    "TraceSetting", "LogSettings",
+}  # fmt: skip
+
+
+def _headers(context: Any) -> dict[str, str]:
+    return {key: str(value) for key, value in context.invocation_metadata() or ()}
+
+
+async def _abort(context: Any, exc: Exception) -> None:
+    if isinstance(exc, MLServerError):
+        code = GRPC_CODE_BY_HTTP_STATUS.get(exc.status_code, grpc.StatusCode.UNKNOWN)
+        await context.abort(code, str(exc))
+    logger.error("unexpected error on a gRPC call", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+class TritonService:
+    def __init__(
+        self,
+        data_plane: V2DataPlane,
+        repository: ModelRepositoryHandlers,
+        extensions: ExtensionHandlers,
+    ):
+        self.data_plane = data_plane
+        self.repository = repository
+        self.extensions = extensions
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return message("ServerLiveResponse")(live=await self.data_plane.live())
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return message("ServerReadyResponse")(ready=await self.data_plane.ready())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            ready = await self.data_plane.model_ready(request.name, request.version or None)
+        except ModelUnavailable:
+            ready = False
+        return message("ModelReadyResponse")(ready=ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        found = await self.data_plane.metadata()
+        return message("ServerMetadataResponse")(
+            name=found.name, version=found.version, extensions=found.extensions
+        )
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        found = await self.data_plane.model_metadata(request.name, request.version or None)
+        reply = message("ModelMetadataResponse")(
+            name=found.name, versions=found.versions or [], platform=found.platform or ""
+        )
+        for source, target in ((found.inputs, reply.inputs), (found.outputs, reply.outputs)):
+            for tensor in source or []:
+                target.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        return reply
+
+    async def _infer(self, request: Any, context: Any) -> Any:
+        payload = to_inference_request(request, _headers(context))
+        response = await self.data_plane.infer(
+            payload, request.model_name, request.model_version or None
+        )
+        return to_infer_response(response)
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        return await self._infer(request, context)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[Any], context: Any
+    ) -> AsyncIterator[Any]:
+        reply = message("ModelStreamInferResponse")
+        async for request in requests:
+            try:
+                yield reply(infer_response=await self._infer(request, context))
+            except Exception as exc:  # noqa: BLE001 - reported in-stream, as Triton does
+                yield reply(error_message=str(exc))
+
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        config = await self.extensions.model_config(request.name, request.version or None)
+        reply = message("ModelConfigResponse")()
+        json_format.ParseDict(config, reply.config, ignore_unknown_fields=True)
+        return reply
+
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        stats = await self.extensions.statistics_of(request.name or None, request.version or None)
+        return json_format.ParseDict(stats, message("ModelStatisticsResponse")())
+
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        index = await self.repository.index(RepositoryIndexRequest(ready=request.ready))
+        reply = message("RepositoryIndexResponse")()
+        for item in index.root:
+            state = item.state if isinstance(item.state, str) else item.state.value
+            reply.models.add(
+                name=item.name, version=item.version or "", state=state, reason=item.reason
+            )
+        return reply
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        await self.repository.load(request.model_name)
+        return message("RepositoryModelLoadResponse")()
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self.repository.unload(request.model_name)
+        return message("RepositoryModelUnloadResponse")()
+
+
+def _unary(method: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def handler(request: Any, context: Any) -> Any:
+        try:
+            return await method(request, context)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code once
+            await _abort(context, exc)
+
+    return handler
+
+
+def _unsupported(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def handler(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"v2serve does not support {name}")
+
+    return handler
+
+
+def triton_handler(service: TritonService) -> grpc.GenericRpcHandler:
+    handlers = {}
+    for name, (request_type, response_type, client_streams, _) in service_methods().items():
+        if name in UNSUPPORTED or not hasattr(service, name):
+            implementation = _unsupported(name)
+        elif client_streams:
+            handlers[name] = grpc.stream_stream_rpc_method_handler(
+                getattr(service, name),
+                request_deserializer=request_type.FromString,
+                response_serializer=response_type.SerializeToString,
+            )
+            continue
+        else:
+            implementation = _unary(getattr(service, name))
+        handlers[name] = grpc.unary_unary_rpc_method_handler(
+            implementation,
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

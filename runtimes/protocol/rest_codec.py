@@ -1,0 +1,194 @@
+"""V2 REST bodies, JSON and binary (Triton's binary tensor data extension), both ways.
+
+A request's JSON header may be followed by binary tensor data; its length is in the
+``Inference-Header-Content-Length`` header and each binary input says its size in
+``parameters.binary_data_size``. Outputs come back binary when the request asks for it
+(``binary_data_output``, or ``binary_data`` on a requested output), as tritonclient does
+by default, and as JSON otherwise.
+"""
+
+from typing import Any
+
+import numpy as np
+import orjson
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    RequestInput,
+    RequestOutput,
+    TensorData,
+)
+
+from ..errors import InvalidInput, InvalidPayload
+from ..validation import check_parameters
+from .tensors import decode_raw, encode_raw
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _parameters(model: str, value: Any, where: str) -> Parameters | None:
+    if value is None:
+        return None
+    check_parameters(model, where, value)
+    return Parameters.model_construct(**value)
+
+
+def _shape(model: str, name: str, value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    ):
+        raise InvalidInput(model, name, "has an invalid shape", "a list of integers", repr(value))
+    return value
+
+
+class _BinaryReader:
+    def __init__(self, blob: bytes):
+        self.blob = blob
+        self.offset = 0
+
+    def take(self, name: str, size: Any) -> bytes:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidPayload(f"input '{name}': binary_data_size must be a non-negative integer")
+        if self.offset + size > len(self.blob):
+            raise InvalidPayload(
+                f"input '{name}': binary_data_size {size} runs past the end of the body "
+                f"({len(self.blob) - self.offset} binary bytes left)"
+            )
+        chunk = self.blob[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+
+def _input(model: str, item: Any, binary: _BinaryReader) -> RequestInput:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise InvalidPayload("each input must be an object with a string 'name'")
+    name = item["name"]
+    datatype = item.get("datatype")
+    if not isinstance(datatype, str):
+        raise InvalidInput(model, name, "has no datatype", "a V2 datatype", repr(datatype))
+    shape = _shape(model, name, item.get("shape"))
+    parameters = _parameters(model, item.get("parameters"), f"input '{name}'")
+    size = (item.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        data: Any = decode_raw(model, name, datatype, shape, binary.take(name, size))
+    elif "data" in item:
+        data = item["data"]
+    else:
+        raise InvalidInput(model, name, "has no data", "'data' or binary_data_size", "neither")
+    return RequestInput.model_construct(
+        name=name,
+        shape=shape,
+        datatype=datatype,
+        parameters=parameters,
+        data=TensorData.model_construct(root=data),
+    )
+
+
+def _output(model: str, item: Any) -> RequestOutput:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise InvalidPayload("each requested output must be an object with a string 'name'")
+    name = item["name"]
+    return RequestOutput.model_construct(
+        name=name, parameters=_parameters(model, item.get("parameters"), f"output '{name}'")
+    )
+
+
+def parse_request(
+    model: str, body: bytes, header_length: str | None, headers: dict[str, str]
+) -> InferenceRequest:
+    json_part, binary = body, b""
+    if header_length is not None:
+        try:
+            length = int(header_length)
+        except ValueError as exc:
+            raise InvalidPayload(f"Inference-Header-Content-Length is not a number: {exc}") from exc
+        if not 0 <= length <= len(body):
+            raise InvalidPayload(
+                f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes"
+            )
+        json_part, binary = body[:length], body[length:]
+    try:
+        document = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidPayload(f"the body must be a JSON object, got {type(document).__name__}")
+    inputs = document.get("inputs")
+    if not isinstance(inputs, list):
+        raise InvalidPayload("'inputs' must be a list of tensors")
+    outputs = document.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise InvalidPayload("'outputs' must be a list")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidPayload("'id' must be a string")
+    reader = _BinaryReader(binary)
+    parameters = _parameters(model, document.get("parameters"), "the request") or Parameters()
+    parameters.headers = headers
+    return InferenceRequest.model_construct(
+        id=request_id,
+        parameters=parameters,
+        inputs=[_input(model, item, reader) for item in inputs],
+        outputs=[_output(model, item) for item in outputs] if outputs is not None else None,
+    )
+
+
+def _wants_binary(request: InferenceRequest) -> tuple[bool, dict[str, bool]]:
+    default = bool(getattr(request.parameters, "binary_data_output", False))
+    per_output: dict[str, bool] = {}
+    for output in request.outputs or []:
+        flag = getattr(output.parameters, "binary_data", None) if output.parameters else None
+        if flag is not None:
+            per_output[output.name] = bool(flag)
+    return default, per_output
+
+
+def _json_data(values: Any) -> Any:
+    if isinstance(values, np.ndarray):
+        flat = values.reshape(-1)
+        if flat.dtype.kind in "OUS":
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+        return flat
+    return values
+
+
+def render_response(
+    request: InferenceRequest, response: InferenceResponse
+) -> tuple[bytes, int | None]:
+    """The body, and the JSON header's length when binary outputs follow it."""
+    default, per_output = _wants_binary(request)
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for output in response.outputs:
+        values = getattr(output.data, "root", output.data)
+        entry: dict[str, Any] = {
+            "name": output.name,
+            "datatype": output.datatype,
+            "shape": output.shape,
+        }
+        params = dict(output.parameters.model_extra or {}) if output.parameters else {}
+        if per_output.get(output.name, default):
+            blob = encode_raw(np.asarray(values))
+            blobs.append(blob)
+            params["binary_data_size"] = len(blob)
+        else:
+            entry["data"] = _json_data(values)
+        if params:
+            entry["parameters"] = params
+        outputs.append(entry)
+    document: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "id": response.id,
+        "outputs": outputs,
+    }
+    extra = dict(response.parameters.model_extra or {}) if response.parameters else {}
+    if response.parameters and response.parameters.content_type:
+        extra["content_type"] = response.parameters.content_type
+    if extra:
+        document["parameters"] = extra
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
