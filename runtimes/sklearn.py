@@ -20,7 +20,7 @@ from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, 
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
-from .timings import timed
+from .timings import PhaseClock
 from .validation import decode_features, requested_outputs
 
 # Unpickling imports modules; two threads importing the same module at once trip
@@ -107,26 +107,27 @@ class SklearnRuntime(MLModel):
         return results
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        with timed("input"):
-            features = decode_features(
-                self.name,
-                self._schema,
-                payload.inputs,
-                allow_nan=self._extra.allow_nan,
-                constraints=self._constraints,
-            )
-            methods = requested_outputs(self.name, self._schema, payload.outputs)
-            top_k = classification_requests(self.name, payload.outputs)
-        with timed("infer"):
-            compute = partial(self._compute, features, methods)
-            if self._cache is None:
-                results: Results = compute()
-            else:
-                tensors = named_tensors(features, self._schema.inputs[0].name)
-                results = self._cache.answer(tensors, methods, compute)
-        with timed("output"):
-            labels = getattr(self._estimator, "classes_", None)
-            outputs = build_outputs(self.name, results, methods, top_k, labels)
+        clock = PhaseClock()
+        features = decode_features(
+            self.name,
+            self._schema,
+            payload.inputs,
+            allow_nan=self._extra.allow_nan,
+            constraints=self._constraints,
+        )
+        methods = requested_outputs(self.name, self._schema, payload.outputs)
+        top_k = classification_requests(self.name, payload.outputs)
+        clock.lap("input")
+        compute = partial(self._compute, features, methods)
+        if self._cache is None:
+            results: Results = compute()
+        else:
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            results = self._cache.answer(tensors, methods, compute)
+        clock.lap("infer")
+        labels = getattr(self._estimator, "classes_", None)
+        outputs = build_outputs(self.name, results, methods, top_k, labels)
+        clock.lap("output")
         return InferenceResponse.model_construct(
             model_name=self.name,
             model_version=self.version,

@@ -180,9 +180,10 @@ def render_response(
     document: dict[str, Any] = {
         "model_name": response.model_name,
         "model_version": response.model_version,
-        "id": response.id,
         "outputs": outputs,
     }
+    if response.id is not None:
+        document["id"] = response.id
     extra = dict(response.parameters.model_extra or {}) if response.parameters else {}
     if response.parameters and response.parameters.content_type:
         extra["content_type"] = response.parameters.content_type

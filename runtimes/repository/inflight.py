@@ -12,18 +12,27 @@ class InFlight:
         self._counts: dict[int, int] = {}
         self._idle: dict[int, asyncio.Event] = {}
 
+    def enter(self, model: MLModel) -> None:
+        key = id(model)
+        count = self._counts.get(key, 0)
+        if count == 0:
+            self._idle[key] = asyncio.Event()
+        self._counts[key] = count + 1
+
+    def leave(self, model: MLModel) -> None:
+        key = id(model)
+        self._counts[key] -= 1
+        if self._counts[key] == 0:
+            del self._counts[key]
+            self._idle.pop(key).set()
+
     @contextmanager
     def track(self, model: MLModel) -> Iterator[None]:
-        key = id(model)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        self._idle.setdefault(key, asyncio.Event()).clear()
+        self.enter(model)
         try:
             yield
         finally:
-            self._counts[key] -= 1
-            if self._counts[key] == 0:
-                del self._counts[key]
-                self._idle.pop(key).set()
+            self.leave(model)
 
     def count(self, model: MLModel) -> int:
         return self._counts.get(id(model), 0)
