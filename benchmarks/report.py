@@ -317,49 +317,61 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    served = [s for s in summaries if s.rounds > 0]
     cells = list(dict.fromkeys(s.cell for s in summaries))
-    index = {(s.cell, s.server): s for s in served}
+    index = {(s.cell, s.server): s for s in summaries}
     paths = []
 
-    def grouped(name: str, title: str, value: str, xlabel: str) -> None:
-        fig, ax = plt.subplots(figsize=(10, 0.62 * len(cells) + 1.6))
-        height = 0.8 / len(SERIES)
-        for offset, series in enumerate(SERIES):
-            ys, xs = [], []
-            for row, cell in enumerate(cells):
-                found = index.get((cell, series))
-                if found is not None:
-                    ys.append(row + (offset - 1) * height)
-                    xs.append(getattr(found, value))
-            bars = ax.barh(ys, xs, height=height, color=COLOURS[series], label=series)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
-        _cell_axis(ax, cells)
-        ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_title(title)
-        ax.legend(loc="lower right", fontsize=8)
+    def save(fig: Any, name: str) -> None:
         fig.tight_layout()
         paths.append(folder / name)
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
 
-    grouped("throughput.png", "Throughput (median over rounds)", "rps", "requests/s (log)")
-    grouped("latency_p99.png", "p99 latency (median over rounds)", "p99_ms", "ms (log)")
+    def grouped(name: str, title: str, value: str, xlabel: str, digits: str) -> None:
+        fig, ax = plt.subplots(figsize=(10, 0.62 * len(cells) + 1.8))
+        height = 0.8 / len(SERIES)
+        values = [getattr(s, value) for s in summaries if s.rounds > 0 and getattr(s, value) > 0]
+        low = min(values, default=1.0) / 2
+        for offset, series in enumerate(SERIES):
+            ys, xs = [], []
+            for row, cell in enumerate(cells):
+                found = index.get((cell, series))
+                y = row + (offset - 1) * height
+                if found is None:
+                    continue
+                if found.rounds == 0:
+                    ax.text(low * 1.05, y, f"{series}: unsupported", va="center", fontsize=7)
+                    continue
+                ys.append(y)
+                xs.append(getattr(found, value))
+            bars = ax.barh(ys, xs, height=height, color=COLOURS[series], label=series)
+            ax.bar_label(bars, labels=[format(x, digits) for x in xs], fontsize=7, padding=2)
+        _cell_axis(ax, cells)
+        ax.set_xscale("log")
+        ax.set_xlim(low, max(values, default=1.0) * 3)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=3,
+                  fontsize=8)  # fmt: skip
+        save(fig, name)
+
+    grouped("throughput.png", "Throughput, median over rounds", "rps", "requests/s (log)", ",.0f")
+    grouped("latency_p99.png", "p99 latency, median over rounds", "p99_ms", "ms (log)", ",.3g")
     grouped(
         "cpu_per_request.png",
-        "Server CPU time per request (median over rounds)",
+        "Server CPU time per request, median over rounds",
         "cpu_ms_per_request",
         "ms of utime+stime per request (log)",
+        ".3f",
     )
 
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 1.6))
-    labelled: set[str] = set()
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 1.8))
+    found_any = {V2SERVE: False, V2SERVE_SKLEARN: False}
+    by_cell = {(c.cell, c.candidate): c for c in comparisons}
+    ratios = [c.throughput for c in comparisons if c.throughput]
     for offset, candidate in enumerate((V2SERVE, V2SERVE_SKLEARN)):
         for row, cell in enumerate(cells):
-            found = next(
-                (c for c in comparisons if c.cell == cell and c.candidate == candidate), None
-            )
+            found = by_cell.get((cell, candidate))
             if found is None or found.throughput is None:
                 continue
             bar = ax.barh(
@@ -367,23 +379,23 @@ def plot(
                 found.throughput,
                 height=0.4,
                 color=COLOURS[candidate],
-                label=None if candidate in labelled else candidate,
+                label=None if found_any[candidate] else candidate,
             )
-            labelled.add(candidate)
-            ax.bar_label(bar, fmt="%.2f×", fontsize=7, padding=2)
+            found_any[candidate] = True
+            note = "" if found.baseline_cell == cell else " (vs vanilla JSON)"
+            ax.bar_label(bar, labels=[f"{found.throughput:.2f}×{note}"], fontsize=7, padding=2)
     for target in TARGETS:
         if target.metric == "throughput" and target.cell in cells:
             ax.plot(target.bound, cells.index(target.cell), marker="|", color="red", markersize=18)
     ax.axvline(1.0, color="black", linewidth=0.8)
     _cell_axis(ax, cells)
     ax.set_xscale("log")
-    ax.set_xlabel("throughput ratio against vanilla MLServer (log; red ticks: issue 8 targets)")
-    ax.set_title("v2serve / vanilla MLServer, same run")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    paths.append(folder / "ratios.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    ax.set_xlim(min([0.5, *ratios]) / 1.5, max([10.0, *ratios]) * 3)
+    ax.set_xlabel("throughput, candidate / vanilla MLServer (log); red ticks: issue 8 targets")
+    ax.set_title("Throughput ratio against vanilla MLServer, same run")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=2,
+              fontsize=8)  # fmt: skip
+    save(fig, "ratios.png")
     return paths
 
 
