@@ -17,6 +17,7 @@ from benchmarks.stats import (
     V2SERVE_SKLEARN,
     VANILLA,
     Comparison,
+    LoadResult,
     Measurement,
     Summary,
     compare,
@@ -309,6 +310,28 @@ def write_report(
     return target
 
 
+def load_raw(path: Path) -> dict[str, Any]:
+    """A run's ``benchmarks.json`` back as report inputs, to re-render without re-running."""
+    raw = json.loads(path.read_text())
+    measurements = [
+        Measurement(**{**m, "load": LoadResult(**m["load"]) if m["load"] else None})
+        for m in raw["measurements"]
+    ]
+    env = raw["environment"]
+    return {
+        "measurements": measurements,
+        "swaps": [SwapRow(**s) for s in raw["swaps"]],
+        "memory": [MemoryRow(**m) for m in raw["memory"]],
+        "env": Environment(
+            **{
+                **env,
+                "load_before": tuple(env["load_before"]),
+                "load_after": tuple(env["load_after"]),
+            }
+        ),
+    }
+
+
 def plot(
     summaries: Sequence[Summary], comparisons: Sequence[Comparison], folder: Path
 ) -> list[Path]:
@@ -328,6 +351,9 @@ def plot(
         plt.close(fig)
 
     def grouped(name: str, title: str, value: str, xlabel: str, digits: str) -> None:
+        def label(x: float) -> str:
+            return format(x, ",.0f") if x >= 100 else format(x, digits)
+
         fig, ax = plt.subplots(figsize=(10, 0.62 * len(cells) + 1.8))
         height = 0.8 / len(SERIES)
         values = [getattr(s, value) for s in summaries if s.rounds > 0 and getattr(s, value) > 0]
@@ -345,7 +371,7 @@ def plot(
                 ys.append(y)
                 xs.append(getattr(found, value))
             bars = ax.barh(ys, xs, height=height, color=COLOURS[series], label=series)
-            ax.bar_label(bars, labels=[format(x, digits) for x in xs], fontsize=7, padding=2)
+            ax.bar_label(bars, labels=[label(x) for x in xs], fontsize=7, padding=2)
         _cell_axis(ax, cells)
         ax.set_xscale("log")
         ax.set_xlim(low, max(values, default=1.0) * 3)
@@ -355,7 +381,7 @@ def plot(
                   fontsize=8)  # fmt: skip
         save(fig, name)
 
-    grouped("throughput.png", "Throughput, median over rounds", "rps", "requests/s (log)", ",.0f")
+    grouped("throughput.png", "Throughput, median over rounds", "rps", "requests/s (log)", ".3g")
     grouped("latency_p99.png", "p99 latency, median over rounds", "p99_ms", "ms (log)", ",.3g")
     grouped(
         "cpu_per_request.png",

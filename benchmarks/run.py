@@ -6,6 +6,7 @@ and writes ``docs/benchmarks.md`` and ``docs/img/*.png``.
 
     python -m benchmarks            # 2 rounds, 5 s cells after 1 s warm-up
     python -m benchmarks --quick    # 1 round, 2 s cells, written to build/bench-quick/
+    python -m benchmarks --render docs/benchmarks.json   # the report again, no load
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import requests
 from benchmarks import models
 from benchmarks.cells import CACHED, MAIN, Cell, Target, all_cells, baselines
 from benchmarks.loadgen import RestRequest, lua_script, predictions, probe_rest, run_grpc, run_wrk
-from benchmarks.report import Environment, MemoryRow, SwapRow, write_report
+from benchmarks.report import Environment, MemoryRow, SwapRow, load_raw, write_report
 from benchmarks.servers import Processes, Server, start_v2serve, start_vanilla, wait_ready
 from benchmarks.stats import Measurement
 
@@ -57,7 +58,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, help="warm-up seconds per cell")
     parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'ab'")
     parser.add_argument("--out", type=Path, help="folder for benchmarks.md and img/")
+    parser.add_argument(
+        "--render", type=Path, help="re-render the report from a run's benchmarks.json, no load"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        raw = load_raw(args.render)
+        out = args.out or args.render.parent
+        write_report(
+            out,
+            raw["measurements"],
+            raw["swaps"],
+            raw["memory"],
+            baselines(all_cells()),
+            raw["env"],
+        )
+        print(f"wrote {out / 'benchmarks.md'}", flush=True)
+        return
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.seconds = min(args.seconds or (2 if args.quick else 5), 30)
     args.warmup = args.warmup if args.warmup is not None else 1

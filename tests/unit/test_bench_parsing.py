@@ -7,7 +7,14 @@ import pytest
 
 from benchmarks.cells import all_cells, baselines
 from benchmarks.loadgen import RestRequest, lua_script, predictions
-from benchmarks.report import Environment, MemoryRow, SwapRow, render_markdown, target_rows
+from benchmarks.report import (
+    Environment,
+    MemoryRow,
+    SwapRow,
+    load_raw,
+    render_markdown,
+    target_rows,
+)
 from benchmarks.stats import (
     V2SERVE,
     VANILLA,
@@ -197,3 +204,22 @@ def test_report_renders_tables_notes_and_the_noise_warning() -> None:
     assert "| v2serve | 290 | 300 | 12.5 | version 2 of heavy-extra |" in text
     assert "![ratios](img/ratios.png)" in text
     assert json.dumps(items[0].to_json())  # the raw results serialise
+
+
+def test_a_runs_raw_results_load_back_for_re_rendering(tmp_path: Path) -> None:
+    items = [_measure("(a) light, REST JSON, c=16", VANILLA, 1, 5000)]
+    items.append(Measurement("(d) 1000 rows, REST binary, c=16", V2SERVE, 1, None, unsupported="x"))
+    raw = {
+        "environment": {**ENV.__dict__},
+        "measurements": [m.to_json() for m in items],
+        "swaps": [SwapRow(V2SERVE, 1, "a", "b").__dict__],
+        "memory": [MemoryRow(VANILLA, 1.0, 2.0, None, "c").__dict__],
+    }
+    path = tmp_path / "benchmarks.json"
+    path.write_text(json.dumps(raw))
+    loaded = load_raw(path)
+    assert loaded["measurements"] == items
+    assert loaded["env"] == ENV
+    assert render_markdown(items, [], [], {}, ENV) == render_markdown(
+        loaded["measurements"], [], [], {}, loaded["env"]
+    )
