@@ -37,5 +37,16 @@ e2e: install
 
 test: lint unit e2e
 
+# v2serve against vanilla MLServer in one run: docs/benchmarks.md, docs/img/ (issue 8).
+# Not part of `make test`. ARGS=--quick for a short development run.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python -m benchmarks $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

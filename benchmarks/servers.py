@@ -1,0 +1,200 @@
+"""Start vanilla MLServer and v2serve side by side, and read their CPU time and RSS.
+
+Every process started here is registered in ``Processes`` and killed (its whole process
+group) when the run ends, whatever happened. This process never imports MLServer: the
+gRPC load generator's protobufs would clash with ``mlserver.grpc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Processes:
+    """Every child this run started; ``stop_all`` ends them, each by its own group id."""
+
+    def __init__(self) -> None:
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def popen(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        # A new session per child: its group id is its pid, so only it and its own
+        # children are signalled.
+        process = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        self._children.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                pass
+        # Anything the child left in its group (a worker) goes too.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop_all(self) -> None:
+        for process in reversed(self._children):
+            self.stop(process)
+        self._children.clear()
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    repository: Path
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def cpu_seconds(self) -> float:
+        return sum(_cpu_seconds(pid) for pid in _tree(self.process.pid))
+
+    def rss_mb(self) -> float:
+        return sum(_rss_kb(pid) for pid in _tree(self.process.pid)) / 1024
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (MLServer may fork workers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                queue += [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _environment(http: int, grpc: int, metrics: int, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLSERVER_HTTP_PORT": str(http),
+        "MLSERVER_GRPC_PORT": str(grpc),
+        "MLSERVER_METRICS_PORT": str(metrics),
+        "MLSERVER_HOST": "127.0.0.1",
+        **extra,
+    }
+
+
+def start_vanilla(
+    processes: Processes, name: str, workdir: Path, repository: Path, env: dict[str, str]
+) -> Server:
+    """``mlserver start DIR``: in-process inference, debug (access logs) off, metrics on."""
+    (repository / "settings.json").write_text(json.dumps({"debug": False, "parallel_workers": 0}))
+    return _start(
+        processes, name, workdir, repository, [str(BIN / "mlserver"), "start", str(repository)], env
+    )
+
+
+def start_v2serve(
+    processes: Processes, name: str, workdir: Path, repository: Path, env: dict[str, str]
+) -> Server:
+    """``v2serve start`` with default settings (an empty settings.json)."""
+    settings = workdir / "settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "settings.json").write_text("{}")
+    args = [str(BIN / "v2serve"), "start", "--model-repository", str(repository)]
+    return _start(processes, name, workdir, repository, args + ["--settings", str(settings)], env)
+
+
+def _start(
+    processes: Processes,
+    name: str,
+    workdir: Path,
+    repository: Path,
+    args: list[str],
+    env: dict[str, str],
+) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        process = processes.popen(
+            args,
+            cwd=workdir,
+            env=_environment(http, grpc, metrics, env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(name, process, http, grpc, metrics, repository, log)
+
+
+def wait_ready(server: Server, models: list[str], timeout: float = 180.0) -> None:
+    """Ready means every named model answers its readiness probe (vanilla's server-wide
+    probe is true with zero models)."""
+    deadline = time.monotonic() + timeout
+    pending = list(models)
+    while pending and time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited early:\n{server.log.read_text()[-4000:]}")
+        try:
+            response = requests.get(f"{server.base}/v2/models/{pending[0]}/ready", timeout=2)
+            if response.status_code == 200:
+                pending.pop(0)
+                continue
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    if pending:
+        raise RuntimeError(
+            f"{server.name}: {pending} not ready after {timeout}s:\n"
+            f"{server.log.read_text()[-4000:]}"
+        )
