@@ -24,7 +24,7 @@ run: models
 	$(BIN)/v2serve start --model-repository model-repository --settings settings
 
 lint: install
-	$(BIN)/ruff check runtimes tests
+	$(BIN)/ruff check runtimes tests benchmarks
 	$(BIN)/mypy
 
 # Two pytest processes: mlserver.grpc and tritonclient.grpc register the same protobuf
