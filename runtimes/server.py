@@ -120,7 +120,7 @@ class V2Server(MLServer):
         if not self.states.has_version_ready(name, version):
             self.states.set(name, version, VersionState.LOADING)
         try:
-            await self._model_registry.load(model_settings)
+            model = await self._model_registry.load(model_settings)
         except Exception as exc:
             reason = (
                 exc.reason if isinstance(exc, ModelLoadFailed) else f"{type(exc).__name__}: {exc}"
@@ -131,8 +131,9 @@ class V2Server(MLServer):
                 self.states.set(name, version, VersionState.UNAVAILABLE, reason)
             logger.error("model '%s' version %s failed to load: %s", name, version, reason)
             return False
-        self.states.set(name, version, VersionState.READY)
-        logger.info("model '%s' version %s is ready", name, version)
+        backend = str(getattr(model, "backend_description", ""))
+        self.states.set(name, version, VersionState.READY, backend)
+        logger.info("model '%s' version %s is ready (%s)", name, version, backend or "loaded")
         return True
 
     async def retire_version(self, name: str, version: str) -> None:

@@ -284,3 +284,21 @@ def _ready_status(server, path: str) -> int:
         return requests.get(f"{server.base}{path}", timeout=2).status_code
     except requests.RequestException:
         return 0
+
+
+def test_inference_backend_switched_by_a_new_version_folder(tmp_path, live_repository):
+    server = start_server(tmp_path / "server", live_repository.parent)
+    try:
+        staging = live_repository / ".staging-2"
+        write_artifact(ESTIMATORS["2"], staging / "model.joblib")
+        settings = {"parameters": {"extra": {"inference_backend": "sklearn"}}}
+        (staging / "model-settings.json").write_text(json.dumps(settings))
+        os.rename(staging, live_repository / "2")
+        _wait_for(lambda: _default_version(server) == "2", "v2 served")
+        reasons = {key: entry["reason"] for key, entry in _index(server).items()}
+        assert reasons[(MODEL, "1")].startswith("onnx"), reasons
+        assert reasons[(MODEL, "2")].startswith("sklearn"), reasons
+        config = make_client("grpc", server).get_model_config(MODEL, "2", as_json=True)["config"]
+        assert config["parameters"]["inference_backend"]["string_value"] == "sklearn"
+    finally:
+        assert stop_server(server) == 0
