@@ -268,6 +268,11 @@ class ModelExtra(BaseModel):
     inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
     """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
     ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
+    batching: Literal["auto", "on", "off"] = "auto"
+    """Adaptive batching (runtimes/batching.py). ``auto`` turns it on where it pays: a
+    model served by sklearn whose one-row call takes 0.5 ms or more at load."""
+    batch_max_rows: int = Field(default=64, ge=1)
+    """The most rows one batched call gathers."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
 

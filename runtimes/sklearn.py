@@ -1,15 +1,19 @@
 """The scikit-learn runtime: loads a joblib artifact from a version folder and serves it."""
 
 import asyncio
+import contextlib
+import logging
 import threading
-from functools import partial
+import time
 from pathlib import Path
 from typing import Any
 
 import joblib
+import pandas as pd
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 
+from .batching import MicroBatcher
 from .cache import ModelCache, Results, bind_model_cache
 from .cache.key import named_tensors
 from .classification import classification_requests
@@ -22,6 +26,9 @@ from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import PhaseClock
 from .validation import decode_features, requested_outputs
+
+logger = logging.getLogger("v2serve.runtime")
+AUTO_BATCHING_SECONDS = 0.0005
 
 # Unpickling imports modules; two threads importing the same module at once trip
 # importlib's deadlock detection (_DeadlockError), so artifacts load one at a time.
@@ -39,6 +46,7 @@ class SklearnRuntime(MLModel):
     _extra: ModelExtra
     _constraints: Constraints
     _cache: ModelCache | None = None
+    _batcher: MicroBatcher | None = None
     _backend: BackendChoice
 
     async def load(self) -> bool:
@@ -74,7 +82,29 @@ class SklearnRuntime(MLModel):
         self._settings.platform = "sklearn"
         self._warm_up()
         self._cache = bind_model_cache(self._settings)
+        self._batcher = self._choose_batching()
         return True
+
+    def _choose_batching(self) -> MicroBatcher | None:
+        """Batching pays when one call costs far more than one row: measured here, once."""
+        mode = self._extra.batching
+        if mode == "auto":
+            if self._backend.backend != "sklearn":
+                return None
+            features = self._example_features()
+            methods = list(self._schema.output_names[:1])
+            samples = []
+            for _ in range(3):
+                started = time.perf_counter()
+                with contextlib.suppress(Exception):
+                    self._compute(features, methods)
+                samples.append(time.perf_counter() - started)
+            if sorted(samples)[1] < AUTO_BATCHING_SECONDS:
+                return None
+        elif mode == "off":
+            return None
+        logger.info("model '%s' version %s batches requests", self.name, self.version)
+        return MicroBatcher(self._compute, self._extra.batch_max_rows)
 
     async def unload(self) -> bool:
         if self._cache is not None:
@@ -82,14 +112,15 @@ class SklearnRuntime(MLModel):
             self._cache = None
         return True
 
+    def _example_features(self) -> Any:
+        batch = self._schema.example_batch()
+        if self._schema.named_columns:
+            return pd.DataFrame({name: column.reshape(-1) for name, column in batch.items()})
+        return next(iter(batch.values()))
+
     def _warm_up(self) -> None:
         """One inference from the schema alone, so a broken artifact never takes traffic."""
-        batch = self._schema.example_batch()
-        features: Any = next(iter(batch.values()))
-        if self._schema.named_columns:
-            import pandas as pd
-
-            features = pd.DataFrame({name: column.reshape(-1) for name, column in batch.items()})
+        features = self._example_features()
         try:
             self._compute(features, list(self._schema.output_names[:1]))
         except EstimatorRejectedInput:
@@ -106,6 +137,23 @@ class SklearnRuntime(MLModel):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
+    async def _results(self, features: Any, methods: list[str]) -> Results:
+        """From the cache, the batcher, or a direct call, in that order of preference."""
+        lookup = None
+        if self._cache is not None:
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            lookup = self._cache.lookup(tensors, methods)
+            if lookup.results is not None:
+                return lookup.results
+        results: Results
+        if self._batcher is not None:
+            results = await self._batcher.submit(features, methods)
+        else:
+            results = self._compute(features, methods)
+        if self._cache is not None and lookup is not None:
+            self._cache.store(lookup, results)
+        return results
+
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         clock = PhaseClock()
         features = decode_features(
@@ -118,12 +166,7 @@ class SklearnRuntime(MLModel):
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
         clock.lap("input")
-        compute = partial(self._compute, features, methods)
-        if self._cache is None:
-            results: Results = compute()
-        else:
-            tensors = named_tensors(features, self._schema.inputs[0].name)
-            results = self._cache.answer(tensors, methods, compute)
+        results = await self._results(features, methods)
         clock.lap("infer")
         labels = getattr(self._estimator, "classes_", None)
         outputs = build_outputs(self.name, results, methods, top_k, labels)
