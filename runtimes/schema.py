@@ -70,25 +70,19 @@ class ModelSchema:
         return batch
 
 
+_DTYPES = {
+    name: np.dtype(code)
+    for name, code in {
+        "BOOL": "bool", "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+        "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+        "FP16": "float16", "FP32": "float32", "FP64": "float64", "BF16": "float32",
+        "BYTES": "object",
+    }.items()
+}  # fmt: skip
+
+
 def datatype_to_numpy(datatype: str) -> np.dtype:
-    return np.dtype(
-        {
-            "BOOL": "bool",
-            "INT8": "int8",
-            "INT16": "int16",
-            "INT32": "int32",
-            "INT64": "int64",
-            "UINT8": "uint8",
-            "UINT16": "uint16",
-            "UINT32": "uint32",
-            "UINT64": "uint64",
-            "FP16": "float16",
-            "FP32": "float32",
-            "FP64": "float64",
-            "BF16": "float32",
-            "BYTES": "object",
-        }[datatype]
-    )
+    return _DTYPES[datatype]
 
 
 def numpy_to_datatype(dtype: np.dtype) -> str:

@@ -5,6 +5,7 @@ error, not a silent cast. Messages name the model, the input, the rule, what was
 expected and what came.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from math import prod
 from typing import Any
@@ -55,14 +56,18 @@ def _flat_data(model: str, tensor: RequestInput) -> list[Any]:
     return data
 
 
+def _dims_match(want: tuple[int, ...], got: tuple[int, ...]) -> bool:
+    if len(want) != len(got):
+        return want == (-1,) and len(got) == 2 and got[1] == 1  # a column as [-1, 1]
+    for expected, actual in zip(want, got, strict=True):
+        if actual < 0 or (expected != -1 and expected != actual):
+            return False
+    return True
+
+
 def _check_shape(model: str, spec: TensorSpec, tensor: RequestInput) -> tuple[int, ...]:
     shape = tuple(tensor.shape)
-    same_rank = len(shape) == len(spec.shape)
-    column_as_2d = spec.shape == (-1,) and len(shape) == 2 and shape[1] == 1
-    dims_match = same_rank and all(
-        want in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
-    )
-    if not (dims_match or column_as_2d) or any(d < 0 for d in shape):
+    if not _dims_match(spec.shape, shape) or min(shape, default=0) < 0:
         raise InvalidInput(
             model,
             tensor.name,
@@ -125,8 +130,17 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
     return array
 
 
+_SMALL = 32
+
+
 def _check_finite(model: str, name: str, array: np.ndarray, allow_nan: bool) -> None:
-    if not allow_nan and array.dtype.kind == "f" and not np.isfinite(array).all():
+    if allow_nan or array.dtype.kind != "f":
+        return
+    # For a few values a Python loop is cheaper than numpy's ufunc and reduction overhead.
+    finite = (
+        all(map(math.isfinite, array.flat)) if array.size <= _SMALL else np.isfinite(array).all()
+    )
+    if not finite:
         raise InvalidInput(model, name, "contains NaN or Inf", "finite numbers", "NaN or Inf")
 
 
@@ -204,12 +218,14 @@ def decode_features(
 ) -> np.ndarray | pd.DataFrame:
     """The estimator's X: a 2-D array, or a DataFrame for named columns."""
     by_name = _index_inputs(model, schema, inputs)
-    for tensor in by_name.values():
-        _check_batch_size(model, tensor, constraints.max_batch_size)
+    if constraints.max_batch_size:
+        for tensor in by_name.values():
+            _check_batch_size(model, tensor, constraints.max_batch_size)
     arrays = {
         spec.name: _to_array(model, spec, by_name[spec.name], allow_nan) for spec in schema.inputs
     }
-    constraints.check(model, arrays)
+    if constraints.ranges or constraints.categories:
+        constraints.check(model, arrays)
     if not schema.named_columns:
         return next(iter(arrays.values()))
     columns = {name: array.reshape(-1) for name, array in arrays.items()}
