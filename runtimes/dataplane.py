@@ -21,6 +21,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 from .errors import ModelUnavailable, NotReady
 from .extensions.statistics import Statistics
+from .observability.observer import RequestObserver
 from .repository.inflight import InFlight
 from .repository.states import ModelStates, VersionState
 from .settings import ServerOptions
@@ -46,6 +47,7 @@ class V2DataPlane(DataPlane):
         options: ServerOptions,
         inflight: InFlight,
         statistics: Statistics,
+        observer: RequestObserver | None = None,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -54,6 +56,9 @@ class V2DataPlane(DataPlane):
         self.options = options
         self.inflight = inflight
         self.statistics = statistics
+        self.observer = observer or RequestObserver()
+        self.stopping = False
+        """Set on SIGTERM: readiness is false from then on."""
 
     async def available_versions(self, name: str) -> list[str]:
         try:
@@ -74,6 +79,8 @@ class V2DataPlane(DataPlane):
         return model
 
     async def ready(self) -> bool:
+        if self.stopping:
+            return False
         expected = self.states.expected_models
         if not expected:
             return False
@@ -101,8 +108,10 @@ class V2DataPlane(DataPlane):
         token = current_phases.set(phases)
         model: MLModel | None = None
         ok = False
+        error: BaseException | None = None
         try:
             async with self._infer_contextmanager(name, version) as model:
+                self.observer.started(model)
                 payload = self._prepare_payload(payload, model)
                 phases.queue_ns = perf_counter_ns() - started
                 prediction = await model.predict(payload)
@@ -110,17 +119,22 @@ class V2DataPlane(DataPlane):
                 self._inference_middleware.response_middleware(prediction, model.settings)
                 ok = True
                 return prediction
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             current_phases.reset(token)
+            elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(
                     model.name,
                     model.version or "",
                     _batch_size(payload),
                     ok,
-                    perf_counter_ns() - started,
+                    elapsed,
                     phases,
                 )
+            self.observer.finished(name, model, payload, error, elapsed, phases)
 
     @asynccontextmanager
     async def _infer_contextmanager(

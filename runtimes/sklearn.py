@@ -20,7 +20,7 @@ from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, 
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
-from .timings import timed
+from .timings import on_cache_miss, timed
 from .validation import decode_features, requested_outputs
 
 # Unpickling imports modules; two threads importing the same module at once trip
@@ -123,7 +123,7 @@ class SklearnRuntime(MLModel):
                 results: Results = compute()
             else:
                 tensors = named_tensors(features, self._schema.inputs[0].name)
-                results = self._cache.answer(tensors, methods, compute)
+                results = self._cache.answer(tensors, methods, on_cache_miss(compute))
         with timed("output"):
             labels = getattr(self._estimator, "classes_", None)
             outputs = build_outputs(self.name, results, methods, top_k, labels)
