@@ -7,6 +7,7 @@ import logging
 import logging.config
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from mlserver.types import InferenceRequest, Parameters, RequestInput
 from prometheus_client import CollectorRegistry
@@ -272,3 +273,58 @@ def test_options_and_logging_settings(tmp_path, monkeypatch):
     assert chosen["formatters"]["v2serve"]["()"].endswith("JsonFormatter")
     with pytest.raises(Exception, match="log_format"):
         build_server_config(None, None, {"V2SERVE_LOG_FORMAT": "xml"})
+
+
+def _exposed_names() -> set[str]:
+    """Every sample name the metrics port can show from v2serve (request, load, cache)."""
+    from runtimes.cache import configure
+    from runtimes.settings import CacheSettings
+
+    registry = CollectorRegistry()
+    states = ModelStates()
+    states.set("iris", "2", VersionState.READY)
+    metrics = ServingMetrics(states, registry)
+    observer = RequestObserver(states, metrics, None)
+    observer.started(model("iris", "2"))
+    observer.finished("iris", model("iris", "2"), payload(1), None, 1000, Phases())
+    observer.finished("iris", None, payload(1), NotReady("iris", None), 1000, Phases())
+    metrics.load_finished("iris", "2", 1.0, ok=False)
+    cache = configure(CacheSettings(enabled=True), registry)
+    assert cache is not None
+    scope = cache.scope("iris", "2")
+    cache.store(scope, cache.lookup(scope, {}, ["predict"]), {"predict": np.zeros(1)})
+    try:
+        return {name for name, _ in samples(registry)}
+    finally:
+        configure(CacheSettings(enabled=False), registry)
+
+
+def _base(name: str) -> str:
+    for suffix in ("_bucket", "_count", "_sum", "_created"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def test_docs_and_dashboard_name_only_real_metrics():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    exposed = _exposed_names()
+    families = {_base(n) for n in exposed} | exposed
+    documented = set(re.findall(r"`((?:nv|v2serve)_[a-z_]+)`",
+                                (root / "docs/observability.md").read_text()))  # fmt: skip
+    # Every metric is documented, and the docs name nothing that does not exist.
+    assert {_base(n) for n in exposed if not n.endswith("_created")} <= documented | {
+        n.removesuffix("_total") for n in documented
+    }
+    assert documented <= families
+    dashboard = json.loads((root / "deploy/grafana/v2serve.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b((?:nv|v2serve)_[a-z_]+)", target["expr"])
+    }
+    assert queried and queried <= exposed, queried - exposed
