@@ -52,8 +52,12 @@ async def main(repository: str, calls: int = 5000) -> None:
     app = server._rest_server._app
     for model in ("iris", "breast-cancer"):
         path = f"/v2/models/{model}/infer"
-        body = BODY if model == "iris" else BODY.replace(b"[1,4]", b"[1,30]").replace(
-            b"[5.1,3.5,1.4,0.2]", str([0.1] * 30).replace(" ", "").encode()
+        body = (
+            BODY
+            if model == "iris"
+            else BODY.replace(b"[1,4]", b"[1,30]").replace(
+                b"[5.1,3.5,1.4,0.2]", str([0.1] * 30).replace(" ", "").encode()
+            )
         )
         assert await _call(app, path, body) == 200
         samples = []
@@ -61,8 +65,10 @@ async def main(repository: str, calls: int = 5000) -> None:
             started = time.perf_counter_ns()
             await _call(app, path, body)
             samples.append(time.perf_counter_ns() - started)
-        print(f"{model}: median {statistics.median(samples) / 1000:.1f} us per request "
-              f"(p90 {sorted(samples)[int(len(samples) * 0.9)] / 1000:.1f} us, {calls} calls)")
+        print(
+            f"{model}: median {statistics.median(samples) / 1000:.1f} us per request "
+            f"(p90 {sorted(samples)[int(len(samples) * 0.9)] / 1000:.1f} us, {calls} calls)"
+        )
 
 
 if __name__ == "__main__":

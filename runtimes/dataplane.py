@@ -22,6 +22,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 from .errors import ModelUnavailable, NotReady
 from .extensions.statistics import Statistics
+from .observability.observer import RequestObserver
 from .repository.inflight import InFlight
 from .repository.states import ModelStates, VersionState
 from .settings import ServerOptions
@@ -47,6 +48,7 @@ class V2DataPlane(DataPlane):
         options: ServerOptions,
         inflight: InFlight,
         statistics: Statistics,
+        observer: RequestObserver | None = None,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -55,6 +57,9 @@ class V2DataPlane(DataPlane):
         self.options = options
         self.inflight = inflight
         self.statistics = statistics
+        self.observer = observer or RequestObserver()
+        self.stopping = False
+        """Set on SIGTERM: readiness is false from then on."""
 
     async def available_versions(self, name: str) -> list[str]:
         try:
@@ -75,6 +80,8 @@ class V2DataPlane(DataPlane):
         return model
 
     async def ready(self) -> bool:
+        if self.stopping:
+            return False
         expected = self.states.expected_models
         if not expected:
             return False
@@ -98,33 +105,40 @@ class V2DataPlane(DataPlane):
     ) -> InferenceResponse:
         """MLServer's infer without its per-request costs that v2serve replaces: its
         Prometheus summary (labelled with the requested version, not the served one) and
-        CloudEvents headers. Each phase is timed for the statistics extension."""
+        CloudEvents headers. Each phase is timed for statistics, metrics and the log."""
         started = perf_counter_ns()
-        model = await self.resolve(name, version)
-        if not model.ready:
-            raise NotReady(name, version)
         phases = Phases()
         token = current_phases.set(phases)
+        model: MLModel | None = None
         ok = False
-        self.inflight.enter(model)
+        error: BaseException | None = None
         try:
-            with model_context(model.settings):
-                phases.queue_ns = perf_counter_ns() - started
-                prediction = await model.predict(payload)
-                prediction.id = payload.id
-                ok = True
-                return prediction
+            resolved = await self.resolve(name, version)
+            if not resolved.ready:
+                raise NotReady(name, version)
+            model = resolved
+            self.observer.started(model)
+            self.inflight.enter(model)
+            try:
+                with model_context(model.settings):
+                    phases.queue_ns = perf_counter_ns() - started
+                    prediction = await model.predict(payload)
+                    prediction.id = payload.id
+                    ok = True
+                    return prediction
+            finally:
+                self.inflight.leave(model)
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            self.inflight.leave(model)
             current_phases.reset(token)
-            self.statistics.record(
-                model.name,
-                model.version or "",
-                _batch_size(payload),
-                ok,
-                perf_counter_ns() - started,
-                phases,
-            )
+            elapsed = perf_counter_ns() - started
+            if model is not None:
+                self.statistics.record(
+                    model.name, model.version or "", _batch_size(payload), ok, elapsed, phases
+                )
+            self.observer.finished(name, model, payload, error, elapsed, phases)
 
     @asynccontextmanager
     async def _infer_contextmanager(

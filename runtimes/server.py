@@ -7,6 +7,7 @@ data plane, registry and repository handlers in place of MLServer's.
 
 import asyncio
 import logging
+import time
 
 from mlserver import MLServer
 from mlserver.metrics import MetricsServer
@@ -14,6 +15,7 @@ from mlserver.model import MLModel
 from mlserver.parallel import InferencePoolRegistry
 from mlserver.registry import MultiModelRegistry
 from mlserver.repository.factory import ModelRepositoryFactory
+from mlserver.server import HANDLED_SIGNALS
 from mlserver.settings import ModelSettings
 
 from .cache import configure as configure_cache
@@ -21,6 +23,10 @@ from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
+from .lifecycle import serve_http
+from .observability.logs import RequestLog, with_logging_config
+from .observability.metrics import ServingMetrics
+from .observability.observer import RequestObserver
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
@@ -43,7 +49,7 @@ logger = logging.getLogger("v2serve.server")
 
 class V2Server(MLServer):
     def __init__(self, config: ServerConfig):
-        settings = config.mlserver
+        settings = with_logging_config(config.mlserver, config.options)
         self._settings = settings
         self.options = config.options
         self.states = ModelStates()
@@ -66,6 +72,10 @@ class V2Server(MLServer):
         assert isinstance(repository, VersionedRepository)
         self._model_repository = self.repository = repository
         self.statistics = Statistics()
+        # After MetricsServer, which switches prometheus_client to multiprocess values.
+        self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
+        self._stopping = False
+        self._serving: list[asyncio.Future[None]] = []
         self._data_plane = V2DataPlane(
             settings,
             self._model_registry,
@@ -73,6 +83,9 @@ class V2Server(MLServer):
             self.options,
             self.inflight,
             self.statistics,
+            RequestObserver(
+                self.states, self.metrics, RequestLog() if self.options.log_requests else None
+            ),
         )
         self.extensions = ExtensionHandlers(self._data_plane, self.statistics)
         self.controller = RepositoryController(repository, self, self.states, self.options)
@@ -117,6 +130,7 @@ class V2Server(MLServer):
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
         name, version = model_settings.name, model_settings.version or ""
+        started = time.perf_counter()
         if not self.states.has_version_ready(name, version):
             self.states.set(name, version, VersionState.LOADING)
         try:
@@ -130,7 +144,9 @@ class V2Server(MLServer):
             else:
                 self.states.set(name, version, VersionState.UNAVAILABLE, reason)
             logger.error("model '%s' version %s failed to load: %s", name, version, reason)
+            self._observe_load(name, version, started, ok=False)
             return False
+        self._observe_load(name, version, started, ok=True)
         backend = str(getattr(model, "backend_description", ""))
         self.states.set(name, version, VersionState.READY, backend)
         logger.info("model '%s' version %s is ready (%s)", name, version, backend or "loaded")
@@ -150,20 +166,66 @@ class V2Server(MLServer):
         assert isinstance(self._model_registry, V2ModelRegistry)
         await self._model_registry.retire(name, version, drained)
         self.states.forget(name, version)
+        if self.metrics is not None:
+            self.metrics.forget(name, version)
         logger.info("model '%s' version %s is unloaded", name, version)
 
+    def _observe_load(self, name: str, version: str, started: float, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.load_finished(name, version, time.perf_counter() - started, ok)
+
     async def start(self, models_settings: list[ModelSettings] | None = None) -> None:
-        servers = [self._rest_server.start(), self._grpc_server.start()]
+        grace = self.options.shutdown_grace
+        servers = [serve_http(self._rest_server, grace), self._grpc_server.start()]
         if self._metrics_server:
-            servers.append(self._metrics_server.start())
-        servers_task = asyncio.gather(*servers)
+            servers.append(serve_http(self._metrics_server))
+        self._serving = [asyncio.ensure_future(server) for server in servers]
+        servers_task = asyncio.gather(*self._serving)
         if self._settings.load_models_at_startup:
             self.states.expected_models = {m.name for m in self.repository.model_folders()}
             await self.controller.reconcile(settle_all=True)
-        if self.options.watch:
+        if self.options.watch and not self._stopping:
             self.controller.start_watching()
         await servers_task
 
+    def _add_signal_handlers(self) -> None:
+        loop = asyncio.get_event_loop()
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        """Readiness turns false in the signal callback itself, before any other request
+        is served; the rest of the shutdown runs as a task."""
+        data_plane = getattr(self, "_data_plane", None)
+        if data_plane is not None:
+            data_plane.stopping = True
+        asyncio.ensure_future(self.stop(sig=sig))
+
     async def stop(self, sig: int | None = None) -> None:
+        """Graceful: see ``runtimes.lifecycle``. A second signal stops without waiting."""
+        if self._stopping:
+            logger.warning("second stop signal: in-flight requests are cancelled")
+            self._rest_server._server.should_exit = self._rest_server._server.force_exit = True
+            await self._grpc_server.stop(sig, grace=0)
+            return
+        self._stopping = True
+        self._data_plane.stopping = True
+        options = self.options
+        logger.info(
+            "stopping: readiness is false; listeners close in %ss, then in-flight requests "
+            "get up to %ss",
+            options.shutdown_delay,
+            options.shutdown_grace,
+        )
         await self.controller.stop_watching()
-        await super().stop(sig)
+        if options.shutdown_delay:
+            await asyncio.sleep(options.shutdown_delay)
+        await self._rest_server.stop(sig)
+        await self._grpc_server.stop(sig, grace=options.shutdown_grace)
+        if self._serving:
+            await asyncio.wait(self._serving[:2])
+        if self._inference_pool_registry:
+            await self._inference_pool_registry.close()
+        if self._metrics_server:
+            await self._metrics_server.stop(sig)
+        logger.info("stopped")

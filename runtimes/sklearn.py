@@ -24,7 +24,7 @@ from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, 
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
-from .timings import PhaseClock
+from .timings import PhaseClock, current_phases
 from .validation import decode_features, requested_outputs
 
 logger = logging.getLogger("v2serve.runtime")
@@ -143,6 +143,9 @@ class SklearnRuntime(MLModel):
         if self._cache is not None:
             tensors = named_tensors(features, self._schema.inputs[0].name)
             lookup = self._cache.lookup(tensors, methods)
+            phases = current_phases.get()
+            if phases is not None:
+                phases.cache_hit = lookup.results is not None
             if lookup.results is not None:
                 return lookup.results
         results: Results

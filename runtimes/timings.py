@@ -12,6 +12,8 @@ class Phases:
     input_ns: int = 0
     infer_ns: int = 0
     output_ns: int = 0
+    cache_hit: bool | None = None
+    """None: no cache looked at; for the request log."""
 
 
 current_phases: ContextVar[Phases | None] = ContextVar("v2serve_phases", default=None)
