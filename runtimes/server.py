@@ -21,9 +21,15 @@ from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
+from .protocol.control_auth import (
+    ControlTokenInterceptor,
+    ControlTokenMiddleware,
+    resolve_control_token,
+)
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
+from .protocol.http_timeouts import install_http_timeouts
 from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.rest_extensions import install_extension_routes
@@ -95,12 +101,14 @@ class V2Server(MLServer):
         install_grpc_status_mapping()
         super()._create_servers()
         repository = self._model_repository_handlers
+        token = resolve_control_token(self.options)
         self._grpc_server = GRPCServer(
             self._settings,
             [
                 triton_handler(TritonService(self._data_plane, repository, self.extensions)),
                 health_handler(HealthService(self._data_plane)),
             ],
+            [ControlTokenInterceptor(token)] if token else [],
         )
         app = self._rest_server._app
         install_rest_error_handlers(app)
@@ -113,6 +121,13 @@ class V2Server(MLServer):
             max_bytes=self.options.max_request_size,
         )
         install_body_limit(app, self.options.max_request_size)
+        if token:
+            app.add_middleware(ControlTokenMiddleware, token=token)
+        install_http_timeouts(
+            self._rest_server,
+            self.options.http_keep_alive_timeout,
+            self.options.http_header_timeout,
+        )
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
@@ -120,7 +135,7 @@ class V2Server(MLServer):
         if not self.states.has_version_ready(name, version):
             self.states.set(name, version, VersionState.LOADING)
         try:
-            await self._model_registry.load(model_settings)
+            loaded = await self._model_registry.load(model_settings)
         except Exception as exc:
             reason = (
                 exc.reason if isinstance(exc, ModelLoadFailed) else f"{type(exc).__name__}: {exc}"
@@ -131,7 +146,10 @@ class V2Server(MLServer):
                 self.states.set(name, version, VersionState.UNAVAILABLE, reason)
             logger.error("model '%s' version %s failed to load: %s", name, version, reason)
             return False
-        self.states.set(name, version, VersionState.READY)
+        warning = getattr(loaded, "load_warning", "")
+        self.states.set(name, version, VersionState.READY, warning)
+        if warning:
+            logger.warning("model '%s' version %s: %s", name, version, warning)
         logger.info("model '%s' version %s is ready", name, version)
         return True
 

@@ -1,36 +1,26 @@
 """The scikit-learn runtime: loads a joblib artifact from a version folder and serves it."""
 
 import asyncio
-import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import joblib
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 
+from .artifacts import load_artifact
 from .cache import ModelCache, Results, bind_model_cache
 from .cache.key import named_tensors
 from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .constraints import Constraints, build_constraints
-from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import timed
 from .validation import decode_features, requested_outputs
-
-# Unpickling imports modules; two threads importing the same module at once trip
-# importlib's deadlock detection (_DeadlockError), so artifacts load one at a time.
-_UNPICKLE_LOCK = threading.Lock()
-
-
-def _load_artifact(path: Path) -> Any:
-    with _UNPICKLE_LOCK:
-        return joblib.load(path)
 
 
 class SklearnRuntime(MLModel):
@@ -40,13 +30,17 @@ class SklearnRuntime(MLModel):
     _constraints: Constraints
     _cache: ModelCache | None = None
     _backend: BackendChoice
+    load_warning: str = ""
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
         uri = Path(parameters.uri if parameters and parameters.uri else ".")
         try:
             self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
-            self._estimator = await asyncio.to_thread(_load_artifact, uri / self._extra.artifact)
+            loaded = await asyncio.to_thread(
+                load_artifact, self.name, self.version, uri / self._extra.artifact, self._extra
+            )
+            self._estimator, self.load_warning = loaded.estimator, loaded.warning
             self._schema = derive_schema(
                 self._estimator, self._settings.inputs, self._settings.outputs
             )
@@ -62,7 +56,7 @@ class SklearnRuntime(MLModel):
                 self._extra,
                 uri,
             )
-        except CompilationFailed:
+        except ModelLoadFailed:
             raise
         except SettingsError as exc:
             raise ModelLoadFailed(self.name, self.version, str(exc)) from exc
