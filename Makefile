@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install models run test lint unit e2e bench clean
+.PHONY: install models run test lint unit e2e bench clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ e2e: install
 	$(BIN)/python -m pytest tests/e2e -q
 
 test: lint unit e2e
+
+# 5 minutes of mixed REST/gRPC traffic, 10% bad, a version drop every 30 s (docs/reliability.md).
+soak: install
+	$(BIN)/python -m benchmarks.soak --duration 300 --drop-every 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
