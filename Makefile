@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install models run test lint unit e2e bench clean
+.PHONY: install models run test lint unit e2e bench clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m benchmarks $(ARGS)
+# 5 minutes of mixed REST/gRPC traffic, 10% bad, a version drop every 30 s (docs/reliability.md).
+soak: install
+	$(BIN)/python -m benchmarks.soak --duration 300 --drop-every 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,8 @@
   start-up has a ready version (MLServer says ready with none, SeldonIO/MLServer#2056).
 - Unknown models and versions are 404s that list the versions that exist; a version that
   is still loading is a 503, not MLServer's 400.
-- Requests are counted in flight per version, so a retired version drains before unload.
+- Requests are counted in flight per version, so a retired version drains before unload,
+  and past ``max_inflight_per_model`` a request is refused at once (429) instead of queued.
 - Model metadata lists the model's served versions (MLServer returns its dependency list).
 """
 
@@ -20,11 +21,12 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 
-from .errors import ModelUnavailable, NotReady
+from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
 from .observability.observer import RequestObserver
 from .repository.inflight import InFlight
 from .repository.states import ModelStates, VersionState
+from .repository.workers import worker_failure
 from .settings import ServerOptions
 from .timings import Phases, current_phases
 
@@ -57,6 +59,7 @@ class V2DataPlane(DataPlane):
         self.options = options
         self.inflight = inflight
         self.statistics = statistics
+        self.parallel_workers = bool(settings.parallel_workers)
         self.observer = observer or RequestObserver()
         self.stopping = False
         """Set on SIGTERM: readiness is false from then on."""
@@ -116,13 +119,22 @@ class V2DataPlane(DataPlane):
             resolved = await self.resolve(name, version)
             if not resolved.ready:
                 raise NotReady(name, version)
+            limit = self.options.max_inflight_per_model
+            if limit and self.inflight.count(resolved) >= limit:
+                raise TooManyRequests(name, version, limit)
             model = resolved
             self.observer.started(model)
             self.inflight.enter(model)
             try:
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started
-                    prediction = await model.predict(payload)
+                    try:
+                        prediction = await model.predict(payload)
+                    except Exception as exc:
+                        failure = worker_failure(name, exc) if self.parallel_workers else None
+                        if failure is None:
+                            raise
+                        raise failure from exc
                     prediction.id = payload.id
                     ok = True
                     return prediction
@@ -147,6 +159,9 @@ class V2DataPlane(DataPlane):
         model = await self.resolve(name, version)
         if not model.ready:
             raise NotReady(name, version)
+        limit = self.options.max_inflight_per_model
+        if limit and self.inflight.count(model) >= limit:
+            raise TooManyRequests(name, version, limit)
         with self.inflight.track(model):
             async with super()._infer_contextmanager(name, version or None) as same:
                 yield same

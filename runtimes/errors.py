@@ -9,13 +9,17 @@
         │   ├── EstimatorRejectedInput 400 scikit-learn blamed the input
         │   ├── InvalidClassification 400 a bad classification request
         │   └── InvalidModelName      400  a name that could escape the repository
+        ├── Unauthenticated           401  UNAUTHENTICATED  a control API without the token
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
         ├── RequestTooLarge           413  RESOURCE_EXHAUSTED
         ├── ModelLoadFailed           422  FAILED_PRECONDITION  an artifact that will not load
-        │   └── CompilationFailed     422  ONNX conversion or verification failed
+        │   ├── CompilationFailed     422  ONNX conversion or verification failed
+        │   └── ArtifactRefused       422  a hash, type or sklearn version check refused it
+        ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
-        └── NotReady                  503  UNAVAILABLE
+        ├── NotReady                  503  UNAVAILABLE
+        └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
 HTTP statuses map to gRPC codes in ``runtimes.protocol.status``.
 """
@@ -110,6 +114,15 @@ class CompilationFailed(ModelLoadFailed):
         super().__init__(model, version, f"compiled inference: {step}: {problem}")
 
 
+class ArtifactRefused(ModelLoadFailed):
+    """A safety check refused the artifact before (or instead of) serving it."""
+
+    def __init__(self, model: str, version: str | None, path: str, check: str, problem: str):
+        self.path = path
+        self.check = check
+        super().__init__(model, version, f"{path} refused ({check}): {problem}")
+
+
 class SettingsError(V2ServeError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
 
@@ -122,6 +135,34 @@ class PredictionFailed(V2ServeError):
 
     def __init__(self, model: str, cause: BaseException):
         super().__init__(f"model '{model}' failed to predict: {type(cause).__name__}: {cause}")
+
+
+class Unauthenticated(V2ServeError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+
+    def __init__(self, api: str, got: str):
+        super().__init__(
+            f"the control API '{api}' needs the header 'authorization: Bearer <token>', got {got}"
+        )
+
+
+class TooManyRequests(V2ServeError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    retry_after_seconds = 1
+
+    def __init__(self, model: str, version: str | None, limit: int):
+        where = f"model '{model}'" + (f" version {version}" if version else "")
+        super().__init__(
+            f"{where} has {limit} requests in flight, its limit (max_inflight_per_model); "
+            f"retry after {self.retry_after_seconds}s"
+        )
+
+
+class WorkerUnavailable(V2ServeError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, model: str, what: str):
+        super().__init__(f"model '{model}': the parallel-inference worker {what}; retry")
 
 
 class NotReady(V2ServeError):

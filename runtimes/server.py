@@ -27,9 +27,15 @@ from .lifecycle import serve_http
 from .observability.logs import RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
+from .protocol.control_auth import (
+    ControlTokenInterceptor,
+    ControlTokenMiddleware,
+    resolve_control_token,
+)
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
+from .protocol.http_timeouts import install_http_timeouts
 from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.rest_extensions import install_extension_routes
@@ -108,12 +114,14 @@ class V2Server(MLServer):
         install_grpc_status_mapping()
         super()._create_servers()
         repository = self._model_repository_handlers
+        token = resolve_control_token(self.options)
         self._grpc_server = GRPCServer(
             self._settings,
             [
                 triton_handler(TritonService(self._data_plane, repository, self.extensions)),
                 health_handler(HealthService(self._data_plane)),
             ],
+            [ControlTokenInterceptor(token)] if token else [],
         )
         app = self._rest_server._app
         install_rest_error_handlers(app)
@@ -126,6 +134,13 @@ class V2Server(MLServer):
             max_bytes=self.options.max_request_size,
         )
         install_body_limit(app, self.options.max_request_size)
+        if token:
+            app.add_middleware(ControlTokenMiddleware, token=token)
+        install_http_timeouts(
+            self._rest_server,
+            self.options.http_keep_alive_timeout,
+            self.options.http_header_timeout,
+        )
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
@@ -147,8 +162,13 @@ class V2Server(MLServer):
             self._observe_load(name, version, started, ok=False)
             return False
         self._observe_load(name, version, started, ok=True)
+        warning = str(getattr(model, "load_warning", ""))
         backend = str(getattr(model, "backend_description", ""))
-        self.states.set(name, version, VersionState.READY, backend)
+        self.states.set(
+            name, version, VersionState.READY, "; ".join(filter(None, [warning, backend]))
+        )
+        if warning:
+            logger.warning("model '%s' version %s: %s", name, version, warning)
         logger.info("model '%s' version %s is ready (%s)", name, version, backend or "loaded")
         return True
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlserver.settings import ModelParameters, ModelSettings, Settings
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SettingsError
 
@@ -104,6 +112,19 @@ class ServerOptions(BaseModel):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    control_token: SecretStr | None = None
+    """A bearer token that the repository, statistics and config APIs require (REST and
+    gRPC); unset leaves them open. Inference and health never need it."""
+    control_token_file: Path | None = None
+    """A file holding the control token (e.g. a mounted Kubernetes secret), read at start."""
+    max_inflight_per_model: int = Field(default=256, ge=0)
+    """Requests one model version may have in flight; past it, 429 / RESOURCE_EXHAUSTED at
+    once instead of a queue. 0 means unbounded."""
+    http_keep_alive_timeout: int = Field(default=5, ge=1)
+    """Seconds an idle keep-alive REST connection stays open (uvicorn's timeout_keep_alive)."""
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a REST client has to send a request's headers; slower ones are disconnected."""
 
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
@@ -294,6 +315,13 @@ class ModelExtra(BaseModel):
     """The most rows one batched call gathers."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    """The artifact's SHA-256 (hex); a different file is refused at load."""
+    trusted_types: list[str] = Field(default_factory=list)
+    """For a ``.skops`` artifact: types beyond skops' defaults that may be loaded."""
+    sklearn_version_policy: Literal["refuse_minor", "warn", "ignore"] = "refuse_minor"
+    """An artifact from another scikit-learn: refuse a different major.minor, or load it
+    with a warning, or say nothing."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:

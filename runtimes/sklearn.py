@@ -3,16 +3,15 @@
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 
+from .artifacts import load_artifact
 from .batching import MicroBatcher
 from .cache import ModelCache, Results, bind_model_cache
 from .cache.key import named_tensors
@@ -20,7 +19,7 @@ from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .constraints import Constraints, build_constraints
-from .errors import CompilationFailed, EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
@@ -29,15 +28,6 @@ from .validation import decode_features, requested_outputs
 
 logger = logging.getLogger("v2serve.runtime")
 AUTO_BATCHING_SECONDS = 0.0005
-
-# Unpickling imports modules; two threads importing the same module at once trip
-# importlib's deadlock detection (_DeadlockError), so artifacts load one at a time.
-_UNPICKLE_LOCK = threading.Lock()
-
-
-def _load_artifact(path: Path) -> Any:
-    with _UNPICKLE_LOCK:
-        return joblib.load(path)
 
 
 class SklearnRuntime(MLModel):
@@ -48,13 +38,17 @@ class SklearnRuntime(MLModel):
     _cache: ModelCache | None = None
     _batcher: MicroBatcher | None = None
     _backend: BackendChoice
+    load_warning: str = ""
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
         uri = Path(parameters.uri if parameters and parameters.uri else ".")
         try:
             self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
-            self._estimator = await asyncio.to_thread(_load_artifact, uri / self._extra.artifact)
+            loaded = await asyncio.to_thread(
+                load_artifact, self.name, self.version, uri / self._extra.artifact, self._extra
+            )
+            self._estimator, self.load_warning = loaded.estimator, loaded.warning
             self._schema = derive_schema(
                 self._estimator, self._settings.inputs, self._settings.outputs
             )
@@ -70,7 +64,7 @@ class SklearnRuntime(MLModel):
                 self._extra,
                 uri,
             )
-        except CompilationFailed:
+        except ModelLoadFailed:
             raise
         except SettingsError as exc:
             raise ModelLoadFailed(self.name, self.version, str(exc)) from exc

@@ -17,7 +17,7 @@ from mlserver.errors import MLServerError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dataplane import V2DataPlane
-from ..errors import InvalidPayload, RequestTooLarge
+from ..errors import InvalidPayload, RequestTooLarge, TooManyRequests
 from .rest_codec import HEADER_LENGTH, parse_request, render_response
 
 logger = logging.getLogger("v2serve.rest")
@@ -108,7 +108,10 @@ class RestInferFastPath:
             payload, header_length = render_response(request, response)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
             status, payload = _error(exc)
-            await _respond(send, status, payload, [(b"content-type", _JSON)])
+            error_headers = [(b"content-type", _JSON)]
+            if isinstance(exc, TooManyRequests):
+                error_headers.append((b"retry-after", str(exc.retry_after_seconds).encode()))
+            await _respond(send, status, payload, error_headers)
             return
         extra: list[tuple[bytes, bytes]] = []
         if response.parameters is not None and response.parameters.headers:

@@ -129,6 +129,7 @@ def start_server(
     env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
     wait_ready: bool = True,
+    prefix: list[str] | None = None,
 ) -> RunningServer:
     workdir.mkdir(parents=True, exist_ok=True)
     settings_dir = workdir / "settings"
@@ -144,7 +145,7 @@ def start_server(
         **(env or {}),
     }
     log = workdir / "server.log"
-    args = [str(V2SERVE), "start", "--settings", str(settings_dir)]
+    args = [*(prefix or []), str(V2SERVE), "start", "--settings", str(settings_dir)]
     args += extra_args if extra_args is not None else ["--model-repository", str(repository)]
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -13,9 +13,15 @@ logger = logging.getLogger("v2serve.grpc")
 
 
 class GRPCServer:
-    def __init__(self, settings: Settings, handlers: list[grpc.GenericRpcHandler]):
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: list[grpc.GenericRpcHandler],
+        interceptors: list[aio.ServerInterceptor] | None = None,
+    ):
         self._settings = settings
         self._handlers = handlers
+        self._extra_interceptors = interceptors or []
         self._server: aio.Server | None = None
 
     def _options(self) -> list[tuple[str, Any]]:
@@ -29,7 +35,7 @@ class GRPCServer:
         ]
 
     def _interceptors(self) -> list[aio.ServerInterceptor]:
-        interceptors: list[aio.ServerInterceptor] = []
+        interceptors: list[aio.ServerInterceptor] = list(self._extra_interceptors)
         if self._settings.debug:
             interceptors.append(LoggingInterceptor())
         if self._settings.metrics_endpoint:
