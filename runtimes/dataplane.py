@@ -82,6 +82,16 @@ class V2DataPlane(DataPlane):
             raise ModelUnavailable(name, version, available) from exc
         return model
 
+    async def _admit(self, name: str, version: str | None) -> MLModel:
+        """The ready version that will serve, unless it already has too many in flight."""
+        model = await self.resolve(name, version)
+        if not model.ready:
+            raise NotReady(name, version)
+        limit = self.options.max_inflight_per_model
+        if limit and self.inflight.count(model) >= limit:
+            raise TooManyRequests(name, version, limit)
+        return model
+
     async def ready(self) -> bool:
         if self.stopping:
             return False
@@ -116,13 +126,7 @@ class V2DataPlane(DataPlane):
         ok = False
         error: BaseException | None = None
         try:
-            resolved = await self.resolve(name, version)
-            if not resolved.ready:
-                raise NotReady(name, version)
-            limit = self.options.max_inflight_per_model
-            if limit and self.inflight.count(resolved) >= limit:
-                raise TooManyRequests(name, version, limit)
-            model = resolved
+            model = await self._admit(name, version)
             self.observer.started(model)
             self.inflight.enter(model)
             try:
@@ -156,12 +160,7 @@ class V2DataPlane(DataPlane):
     async def _infer_contextmanager(
         self, name: str, version: str | None = None
     ) -> AsyncIterator[MLModel]:
-        model = await self.resolve(name, version)
-        if not model.ready:
-            raise NotReady(name, version)
-        limit = self.options.max_inflight_per_model
-        if limit and self.inflight.count(model) >= limit:
-            raise TooManyRequests(name, version, limit)
+        model = await self._admit(name, version)
         with self.inflight.track(model):
             async with super()._infer_contextmanager(name, version or None) as same:
                 yield same

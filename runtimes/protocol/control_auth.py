@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-import orjson
 from grpc import aio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import SettingsError, Unauthenticated
 from ..settings import ServerOptions
+from .asgi import respond_error
 
 _GUARDED_PATHS = re.compile(
     r"^/v2/(?:repository(?:/.*)?|models/stats/?"
@@ -89,19 +89,7 @@ class ControlTokenMiddleware:
 
 
 async def _refuse(send: Send, exc: Unauthenticated) -> None:
-    body = orjson.dumps({"error": str(exc)})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond_error(send, exc, [(b"www-authenticate", b"Bearer")])
 
 
 class ControlTokenInterceptor(aio.ServerInterceptor):

@@ -5,13 +5,12 @@ as it streams and refused the moment it passes the limit. Either way the answer 
 ``{"error"}`` and the application never sees the rest of the body.
 """
 
-import json
-
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import RequestTooLarge
 from ..settings import DEFAULT_MAX_REQUEST_SIZE
+from .asgi import respond_error
 
 
 class BodySizeLimit:
@@ -67,19 +66,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, size: int, limit: int) -> None:
-    body = json.dumps({"error": str(RequestTooLarge(size, limit))}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": RequestTooLarge.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond_error(send, RequestTooLarge(size, limit), [(b"connection", b"close")])
 
 
 def install_body_limit(app: Starlette, max_bytes: int) -> None:

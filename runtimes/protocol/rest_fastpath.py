@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dataplane import V2DataPlane
 from ..errors import InvalidPayload, RequestTooLarge, TooManyRequests
+from .asgi import respond
 from .rest_codec import HEADER_LENGTH, parse_request, render_response
 
 logger = logging.getLogger("v2serve.rest")
@@ -56,19 +57,6 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if len(data) > limit:
         raise RequestTooLarge(len(data), limit)
     return data
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def _error(exc: Exception) -> tuple[int, bytes]:
@@ -111,7 +99,7 @@ class RestInferFastPath:
             error_headers = [(b"content-type", _JSON)]
             if isinstance(exc, TooManyRequests):
                 error_headers.append((b"retry-after", str(exc.retry_after_seconds).encode()))
-            await _respond(send, status, payload, error_headers)
+            await respond(send, status, payload, error_headers)
             return
         extra: list[tuple[bytes, bytes]] = []
         if response.parameters is not None and response.parameters.headers:
@@ -120,7 +108,7 @@ class RestInferFastPath:
                 for k, v in response.parameters.headers.items()
             ]
         if header_length is None:
-            await _respond(send, 200, payload, [(b"content-type", _JSON), *extra])
+            await respond(send, 200, payload, [(b"content-type", _JSON), *extra])
         else:
             length = (HEADER_LENGTH.encode(), str(header_length).encode())
-            await _respond(send, 200, payload, [(b"content-type", _BINARY), length, *extra])
+            await respond(send, 200, payload, [(b"content-type", _BINARY), length, *extra])
