@@ -9,6 +9,8 @@ A batch that fails is re-run request by request, so one bad request fails alone.
 """
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -99,3 +101,26 @@ class MicroBatcher:
             return
         if not future.done():
             future.set_result(result)
+
+
+AUTO_BATCHING_SECONDS = 0.0005
+
+
+def choose_batcher(
+    mode: str, compiled: bool, compute: Compute, example: tuple[Any, list[str]], max_rows: int
+) -> MicroBatcher | None:
+    """``auto``: batch a model served by sklearn whose one-row call takes 0.5 ms or more,
+    measured once at load; a compiled model's call is already microseconds."""
+    if mode == "off" or (mode == "auto" and compiled):
+        return None
+    if mode == "auto":
+        features, methods = example
+        samples = []
+        for _ in range(3):
+            started = time.perf_counter()
+            with contextlib.suppress(Exception):
+                compute(features, methods)
+            samples.append(time.perf_counter() - started)
+        if sorted(samples)[1] < AUTO_BATCHING_SECONDS:
+            return None
+    return MicroBatcher(compute, max_rows)

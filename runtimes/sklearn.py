@@ -1,9 +1,7 @@
 """The scikit-learn runtime: loads a joblib artifact from a version folder and serves it."""
 
 import asyncio
-import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 
 from .artifacts import load_artifact
-from .batching import MicroBatcher
+from .batching import MicroBatcher, choose_batcher
 from .cache import ModelCache, Results, bind_model_cache
 from .cache.key import named_tensors
 from .classification import classification_requests
@@ -27,7 +25,6 @@ from .timings import PhaseClock, current_phases
 from .validation import decode_features, requested_outputs
 
 logger = logging.getLogger("v2serve.runtime")
-AUTO_BATCHING_SECONDS = 0.0005
 
 
 class SklearnRuntime(MLModel):
@@ -80,25 +77,16 @@ class SklearnRuntime(MLModel):
         return True
 
     def _choose_batching(self) -> MicroBatcher | None:
-        """Batching pays when one call costs far more than one row: measured here, once."""
-        mode = self._extra.batching
-        if mode == "auto":
-            if self._backend.backend != "sklearn":
-                return None
-            features = self._example_features()
-            methods = list(self._schema.output_names[:1])
-            samples = []
-            for _ in range(3):
-                started = time.perf_counter()
-                with contextlib.suppress(Exception):
-                    self._compute(features, methods)
-                samples.append(time.perf_counter() - started)
-            if sorted(samples)[1] < AUTO_BATCHING_SECONDS:
-                return None
-        elif mode == "off":
-            return None
-        logger.info("model '%s' version %s batches requests", self.name, self.version)
-        return MicroBatcher(self._compute, self._extra.batch_max_rows)
+        batcher = choose_batcher(
+            self._extra.batching,
+            compiled=self._backend.backend != "sklearn",
+            compute=self._compute,
+            example=(self._example_features(), list(self._schema.output_names[:1])),
+            max_rows=self._extra.batch_max_rows,
+        )
+        if batcher is not None:
+            logger.info("model '%s' version %s batches requests", self.name, self.version)
+        return batcher
 
     async def unload(self) -> bool:
         if self._cache is not None:

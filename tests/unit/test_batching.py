@@ -90,3 +90,21 @@ def test_a_lone_request_runs_at_once(count):
     batcher = MicroBatcher(recorder, max_rows=64)
     [answer] = asyncio.run(_many(batcher, [(np.ones((1, 2)), ["predict"])] * count))
     assert recorder.calls == [(1, ("predict",))]
+
+
+def test_auto_batching_only_where_one_call_is_expensive():
+    from runtimes.batching import choose_batcher
+
+    def fast(features, methods):
+        return {"predict": np.zeros(len(features))}
+
+    def slow(features, methods):
+        time.sleep(0.002)
+        return fast(features, methods)
+
+    example = (np.zeros((1, 2)), ["predict"])
+    assert choose_batcher("auto", compiled=False, compute=fast, example=example, max_rows=8) is None
+    assert choose_batcher("auto", compiled=False, compute=slow, example=example, max_rows=8)
+    assert choose_batcher("auto", compiled=True, compute=slow, example=example, max_rows=8) is None
+    assert choose_batcher("on", compiled=True, compute=fast, example=example, max_rows=8)
+    assert choose_batcher("off", compiled=False, compute=slow, example=example, max_rows=8) is None
