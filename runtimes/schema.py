@@ -85,6 +85,15 @@ def datatype_to_numpy(datatype: str) -> np.dtype:
     return _DTYPES[datatype]
 
 
+# How each fixed-size datatype is laid out in raw tensor bytes (binary extension, gRPC raw
+# contents): little-endian; BF16 travels as the upper 16 bits of a float32.
+RAW_DTYPES: dict[str, np.dtype] = {
+    name: np.dtype("<u2") if name == "BF16" else dtype.newbyteorder("<")
+    for name, dtype in _DTYPES.items()
+    if name != "BYTES"
+}
+
+
 def numpy_to_datatype(dtype: np.dtype) -> str:
     return _NUMPY_TO_DATATYPE.get(dtype.kind, "BYTES")
 

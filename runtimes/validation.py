@@ -16,7 +16,7 @@ from mlserver.types import RequestInput, RequestOutput
 
 from .constraints import Constraints
 from .errors import InvalidInput, InvalidOutput, InvalidPayload
-from .schema import DEFAULT_OUTPUT, ModelSchema, TensorSpec, datatype_to_numpy
+from .schema import DEFAULT_OUTPUT, RAW_DTYPES, ModelSchema, TensorSpec, datatype_to_numpy
 
 NO_CONSTRAINTS = Constraints()
 
@@ -281,40 +281,24 @@ def check_parameters(model: str, where: str, values: Any) -> None:
             )
 
 
-# Bytes per element of each fixed-size datatype in a raw tensor (the V2 binary layout).
-_ELEMENT_SIZE = {
-    "BOOL": 1,
-    "INT8": 1,
-    "UINT8": 1,
-    "INT16": 2,
-    "UINT16": 2,
-    "FP16": 2,
-    "INT32": 4,
-    "UINT32": 4,
-    "FP32": 4,
-    "INT64": 8,
-    "UINT64": 8,
-    "FP64": 8,
-    "BF16": 2,
-}
-
-
-def _count_bytes_elements(raw: bytes) -> int | None:
-    """Elements in a length-prefixed BYTES buffer, or None if a prefix overruns it."""
-    offset, count = 0, 0
+def split_bytes_elements(raw: bytes) -> list[bytes] | None:
+    """The elements of a length-prefixed BYTES buffer, or None if a prefix overruns it."""
+    elements: list[bytes] = []
+    offset = 0
     while offset < len(raw):
         if offset + 4 > len(raw):
             return None
         size = int.from_bytes(raw[offset : offset + 4], "little")
+        elements.append(raw[offset + 4 : offset + 4 + size])
         offset += 4 + size
-        count += 1
-    return count if offset == len(raw) else None
+    return elements if offset == len(raw) else None
 
 
 def check_raw_tensor(
     model: str, name: str, datatype: str, shape: Sequence[int], raw: bytes
-) -> None:
-    """A raw buffer must hold exactly shape x element size bytes (BYTES: that many strings)."""
+) -> list[bytes] | None:
+    """A raw buffer must hold exactly shape x element size bytes (BYTES: that many strings).
+    For BYTES the elements it split are returned, so the decoder does not split again."""
     described = f"{datatype} {_shape_text(shape)}"
     if any(d < 0 for d in shape):
         raise InvalidInput(
@@ -322,9 +306,9 @@ def check_raw_tensor(
         )
     count = prod(shape)
     if datatype == "BYTES":
-        found = _count_bytes_elements(raw)
-        if found != count:
-            got = "a malformed buffer" if found is None else f"{found} strings"
+        elements = split_bytes_elements(raw)
+        if elements is None or len(elements) != count:
+            got = "a malformed buffer" if elements is None else f"{len(elements)} strings"
             raise InvalidInput(
                 model,
                 name,
@@ -332,16 +316,17 @@ def check_raw_tensor(
                 f"{count} length-prefixed strings for {described}",
                 f"{got} in {len(raw)} bytes",
             )
-        return
-    size = _ELEMENT_SIZE.get(datatype)
-    if size is None:
+        return elements
+    raw_dtype = RAW_DTYPES.get(datatype)
+    if raw_dtype is None:
         raise InvalidInput(
             model,
             name,
             "has an unknown datatype",
-            f"one of {sorted([*_ELEMENT_SIZE, 'BYTES'])}",
+            f"one of {sorted([*RAW_DTYPES, 'BYTES'])}",
             datatype,
         )
+    size = raw_dtype.itemsize
     if len(raw) != count * size:
         raise InvalidInput(
             model,
@@ -350,3 +335,4 @@ def check_raw_tensor(
             f"{count * size} bytes for {described}",
             f"{len(raw)} bytes",
         )
+    return None
