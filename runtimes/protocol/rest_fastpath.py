@@ -7,7 +7,6 @@ orjson and numpy straight from the body, the same DataPlane and runtime behind i
 same ``{"error"}`` shapes. Every other route falls through to MLServer's app.
 """
 
-import gzip
 import logging
 import re
 import zlib
@@ -52,7 +51,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         else:
             raise InvalidPayload(f"unsupported Content-Encoding '{encoding}'")
         data = decompressor.decompress(body, limit + 1)
-    except (zlib.error, gzip.BadGzipFile) as exc:
+    except zlib.error as exc:
         raise InvalidPayload(f"the {encoding} body cannot be decompressed: {exc}") from exc
     if len(data) > limit:
         raise RequestTooLarge(len(data), limit)
