@@ -23,22 +23,13 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
-from .observability.observer import RequestObserver
+from .observability.observer import RequestObserver, batch_size
 from .repository.inflight import InFlight
+from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
 from .repository.workers import worker_failure
 from .settings import ServerOptions
 from .timings import Phases, current_phases
-
-
-def _batch_size(payload: InferenceRequest) -> int:
-    shapes = [list(tensor.shape) for tensor in payload.inputs or []]
-    return int(shapes[0][0]) if shapes and shapes[0] else 1
-
-
-def _version_key(version: str | None) -> tuple[int, str]:
-    text = version or ""
-    return (int(text), "") if text.isdigit() else (-1, text)
 
 
 class V2DataPlane(DataPlane):
@@ -69,8 +60,8 @@ class V2DataPlane(DataPlane):
             models = await self._model_registry.get_models(name)
         except ModelNotFound:
             return []
-        versions = {m.version for m in models if m.ready and m.version}
-        return sorted(versions, key=_version_key)
+        ready = sorted((m for m in models if m.ready and m.version), key=version_number)
+        return [str(m.version) for m in ready]
 
     async def resolve(self, name: str, version: str | None) -> MLModel:
         try:
@@ -152,7 +143,7 @@ class V2DataPlane(DataPlane):
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(
-                    model.name, model.version or "", _batch_size(payload), ok, elapsed, phases
+                    model.name, model.version or "", batch_size(payload), ok, elapsed, phases
                 )
             self.observer.finished(name, model, payload, error, elapsed, phases)
 
