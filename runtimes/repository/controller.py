@@ -19,11 +19,11 @@ from typing import Protocol
 from mlserver.settings import ModelSettings
 
 from ..errors import ModelLoadFailed, ModelUnavailable, SettingsError
-from ..settings import ServerOptions, VersionPolicy, parse_model_extra
+from ..settings import ServerOptions, VersionPolicy
 from .inotify import Inotify, open_inotify
 from .layout import MODEL_SETTINGS_FILENAME, Fingerprint, ModelFolder, fingerprint
 from .planner import Plan, VersionView, plan
-from .repository import VersionedRepository, model_values, version_settings
+from .repository import VersionedRepository, model_values, version_policy, version_settings
 from .states import ModelStates, VersionState
 
 logger = logging.getLogger("v2serve.repository")
@@ -123,24 +123,16 @@ class RepositoryController:
     async def _reconcile_model(self, model: ModelFolder, now: float, settle_all: bool) -> None:
         try:
             values = model_values(model)
-            policy = parse_model_extra(
-                (values.get("parameters") or {}).get("extra"), str(model.settings_file)
-            ).version_policy
+            policy = version_policy(model, values)
         except SettingsError as exc:
             self.states.set(model.name, "", VersionState.UNAVAILABLE, str(exc))
             logger.error("model '%s' is unavailable: %s", model.name, exc)
             return
         self.states.forget(model.name, "")
         present = self._view(model, now, settle_all)
-        first = plan(
-            present, self._served_versions(model.name), self._failed_versions(model.name), policy
-        )
-        for version in first.load:
+        for version in self._plan(model.name, present, policy).load:
             await self._load(model, values, version, present[version].fingerprint)
-        second = plan(
-            present, self._served_versions(model.name), self._failed_versions(model.name), policy
-        )
-        for version in second.retire:
+        for version in self._plan(model.name, present, policy).retire:
             await self._retire(model.name, version)
         for version in present:
             if version not in policy.select(present) and (model.name, version) not in self._served:

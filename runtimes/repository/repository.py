@@ -16,7 +16,13 @@ from mlserver.repository import ModelRepository
 from mlserver.settings import ModelSettings
 
 from ..errors import ModelUnavailable, SettingsError
-from ..settings import DEFAULT_RUNTIME, parse_model_extra, parse_model_settings, read_json_object
+from ..settings import (
+    DEFAULT_RUNTIME,
+    VersionPolicy,
+    parse_model_extra,
+    parse_model_settings,
+    read_json_object,
+)
 from .kserve import injected_model_name, single_model_folder
 from .layout import MODEL_SETTINGS_FILENAME, ModelFolder, is_valid_model_name, scan_repository
 
@@ -72,16 +78,14 @@ def version_settings(
     return parse_model_settings(values, source)
 
 
-def served_versions(model: ModelFolder, shared_values: dict[str, Any]) -> list[int]:
+def version_policy(model: ModelFolder, shared_values: dict[str, Any]) -> VersionPolicy:
     extra = (shared_values.get("parameters") or {}).get("extra")
-    policy = parse_model_extra(extra, str(model.settings_file or model.path)).version_policy
-    return policy.select(model.versions)
+    return parse_model_extra(extra, str(model.settings_file or model.path)).version_policy
 
 
 class VersionedRepository(ModelRepository):
     def __init__(self, root: str, **_: Any):
         self.root = Path(root).resolve()
-        self.settings_errors: dict[str, SettingsError] = {}
         # Read once at start-up: KServe names a single model mounted at the root.
         self.single_model_name = injected_model_name(os.environ)
 
@@ -91,17 +95,16 @@ class VersionedRepository(ModelRepository):
 
     def settings_for(self, model: ModelFolder) -> list[ModelSettings]:
         values = model_values(model)
-        return [version_settings(model, v, values) for v in served_versions(model, values)]
+        versions = version_policy(model, values).select(model.versions)
+        return [version_settings(model, v, values) for v in versions]
 
     async def list(self) -> list[ModelSettings]:
         found: list[ModelSettings] = []
-        self.settings_errors = {}
         for model in self.model_folders():
             try:
                 found.extend(self.settings_for(model))
             except SettingsError as exc:
                 logger.error("skipping model '%s': %s", model.name, exc)
-                self.settings_errors[model.name] = exc
         return found
 
     async def find(self, name: str) -> builtins.list[ModelSettings]:
