@@ -35,6 +35,7 @@ class SklearnRuntime(MLModel):
     _cache: ModelCache | None = None
     _batcher: MicroBatcher | None = None
     _backend: BackendChoice
+    _labels: Any = None
     load_warning: str = ""
 
     async def load(self) -> bool:
@@ -71,17 +72,19 @@ class SklearnRuntime(MLModel):
         self._settings.inputs = [spec.to_metadata() for spec in self._schema.inputs]
         self._settings.outputs = [spec.to_metadata() for spec in self._schema.outputs]
         self._settings.platform = "sklearn"
-        self._warm_up()
+        self._labels = getattr(self._estimator, "classes_", None)
+        example = (self._example_features(), list(self._schema.output_names[:1]))
+        self._warm_up(*example)
         self._cache = bind_model_cache(self._settings)
-        self._batcher = self._choose_batching()
+        self._batcher = self._choose_batching(example)
         return True
 
-    def _choose_batching(self) -> MicroBatcher | None:
+    def _choose_batching(self, example: tuple[Any, list[str]]) -> MicroBatcher | None:
         batcher = choose_batcher(
             self._extra.batching,
             compiled=self._backend.backend != "sklearn",
             compute=self._compute,
-            example=(self._example_features(), list(self._schema.output_names[:1])),
+            example=example,
             max_rows=self._extra.batch_max_rows,
         )
         if batcher is not None:
@@ -100,11 +103,10 @@ class SklearnRuntime(MLModel):
             return pd.DataFrame({name: column.reshape(-1) for name, column in batch.items()})
         return next(iter(batch.values()))
 
-    def _warm_up(self) -> None:
+    def _warm_up(self, features: Any, methods: list[str]) -> None:
         """One inference from the schema alone, so a broken artifact never takes traffic."""
-        features = self._example_features()
         try:
-            self._compute(features, list(self._schema.output_names[:1]))
+            self._compute(features, methods)
         except EstimatorRejectedInput:
             pass  # zeros or empty strings may be outside a categorical vocabulary
         except Exception as exc:
@@ -121,10 +123,10 @@ class SklearnRuntime(MLModel):
 
     async def _results(self, features: Any, methods: list[str]) -> Results:
         """From the cache, the batcher, or a direct call, in that order of preference."""
+        cache = self._cache
         lookup = None
-        if self._cache is not None:
-            tensors = named_tensors(features, self._schema.inputs[0].name)
-            lookup = self._cache.lookup(tensors, methods)
+        if cache is not None:
+            lookup = cache.lookup(named_tensors(features, self._schema.inputs[0].name), methods)
             phases = current_phases.get()
             if phases is not None:
                 phases.cache_hit = lookup.results is not None
@@ -135,8 +137,8 @@ class SklearnRuntime(MLModel):
             results = await self._batcher.submit(features, methods)
         else:
             results = self._compute(features, methods)
-        if self._cache is not None and lookup is not None:
-            self._cache.store(lookup, results)
+        if cache is not None and lookup is not None:
+            cache.store(lookup, results)
         return results
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -153,8 +155,7 @@ class SklearnRuntime(MLModel):
         clock.lap("input")
         results = await self._results(features, methods)
         clock.lap("infer")
-        labels = getattr(self._estimator, "classes_", None)
-        outputs = build_outputs(self.name, results, methods, top_k, labels)
+        outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         clock.lap("output")
         return InferenceResponse.model_construct(
             model_name=self.name,
