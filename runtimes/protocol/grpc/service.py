@@ -116,10 +116,9 @@ class TritonService:
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         index = await self.repository.index(RepositoryIndexRequest(ready=request.ready))
         reply = message("RepositoryIndexResponse")()
-        for item in index.root:
-            state = item.state if isinstance(item.state, str) else item.state.value
+        for item in index.root:  # states are plain strings (runtimes.repository_api)
             reply.models.add(
-                name=item.name, version=item.version or "", state=state, reason=item.reason
+                name=item.name, version=item.version or "", state=item.state, reason=item.reason
             )
         return reply
 
