@@ -49,7 +49,7 @@ async def main(repository: str, calls: int = 5000) -> None:
     config = build_server_config(None, repository, environ={"V2SERVE_WATCH": "false"})
     server = V2Server(config)
     await server.controller.reconcile(settle_all=True)
-    app = server._rest_server._app
+    app = server.rest_app
     for model in ("iris", "breast-cancer"):
         path = f"/v2/models/{model}/infer"
         body = (

@@ -8,9 +8,12 @@
         │   ├── InvalidPayload        400  the body is not a V2 request
         │   ├── EstimatorRejectedInput 400 scikit-learn blamed the input
         │   ├── InvalidClassification 400 a bad classification request
-        │   └── InvalidModelName      400  a name that could escape the repository
+        │   ├── InvalidModelName      400  a name that could escape the repository
+        │   └── CorsRefused           400  a CORS preflight that cors_settings refuses
         ├── Unauthenticated           401  UNAUTHENTICATED  a control API without the token
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
+        ├── NoSuchEndpoint            404  NOT_FOUND  a REST path v2serve does not serve
+        ├── MethodNotAllowed          405  UNIMPLEMENTED  a known path, another method
         ├── RequestTooLarge           413  RESOURCE_EXHAUSTED
         ├── ModelLoadFailed           422  FAILED_PRECONDITION  an artifact that will not load
         │   ├── CompilationFailed     422  ONNX conversion or verification failed
@@ -21,10 +24,14 @@
         ├── NotReady                  503  UNAVAILABLE
         └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
-HTTP statuses map to gRPC codes in ``runtimes.protocol.status``.
+HTTP statuses map to gRPC codes in ``runtimes.protocol.status``. As Starlette's
+``HTTPException``, an error also carries the HTTP headers its answer needs
+(``Retry-After``, ``WWW-Authenticate``), so one renderer (``runtimes.protocol.rest_errors``)
+answers every REST path the same way.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from fastapi import status
 from mlserver.errors import MLServerError
@@ -32,6 +39,8 @@ from mlserver.errors import MLServerError
 
 class V2ServeError(MLServerError):
     status_code: int = status.HTTP_500_INTERNAL_SERVER_ERROR
+    headers: Mapping[str, str] = MappingProxyType({})
+    """HTTP headers the REST answer carries (lower-case names); empty for most errors."""
 
     def __init__(self, message: str):
         super().__init__(message, self.status_code)
@@ -77,6 +86,11 @@ class InvalidModelName(BadRequest):
         super().__init__(f"invalid model name '{name}': {why}")
 
 
+class CorsRefused(BadRequest):
+    def __init__(self, what: str, got: str):
+        super().__init__(f"CORS preflight refused: {what} '{got}' is not allowed by cors_settings")
+
+
 class ModelUnavailable(V2ServeError):
     status_code = status.HTTP_404_NOT_FOUND
 
@@ -87,6 +101,22 @@ class ModelUnavailable(V2ServeError):
         else:
             message = f"model '{model}' has no version '{version}' (available: {listed})"
         super().__init__(message)
+
+
+class NoSuchEndpoint(V2ServeError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, method: str, path: str):
+        super().__init__(f"no such endpoint: {method} {path}")
+
+
+class MethodNotAllowed(V2ServeError):
+    status_code = status.HTTP_405_METHOD_NOT_ALLOWED
+
+    def __init__(self, method: str, path: str, allowed: Iterable[str]):
+        methods = sorted(set(allowed))
+        self.headers = MappingProxyType({"allow": ", ".join(methods)})
+        super().__init__(f"method {method} is not allowed on {path}: expected one of {methods}")
 
 
 class RequestTooLarge(V2ServeError):
@@ -139,6 +169,7 @@ class PredictionFailed(V2ServeError):
 
 class Unauthenticated(V2ServeError):
     status_code = status.HTTP_401_UNAUTHORIZED
+    headers = MappingProxyType({"www-authenticate": "Bearer"})
 
     def __init__(self, api: str, got: str):
         super().__init__(
@@ -149,6 +180,7 @@ class Unauthenticated(V2ServeError):
 class TooManyRequests(V2ServeError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     retry_after_seconds = 1
+    headers = MappingProxyType({"retry-after": str(retry_after_seconds)})
 
     def __init__(self, model: str, version: str | None, limit: int):
         where = f"model '{model}'" + (f" version {version}" if version else "")

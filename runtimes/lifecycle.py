@@ -1,8 +1,8 @@
 """Serving the HTTP servers without uvicorn's signal handling, and the shutdown order.
 
 uvicorn's ``Server.serve`` swaps in its own SIGINT/SIGTERM handlers while it serves and
-re-raises the signal when it stops. With MLServer's REST and metrics servers both doing
-so, a SIGTERM reached the metrics server, then REST, and only then MLServer's handler:
+re-raises the signal when it stops. With the REST and metrics servers both doing so, a
+SIGTERM reached the metrics server, then REST, and only then the server's own handler:
 REST stopped accepting before anything else could happen, in an order nobody chose.
 Here the HTTP servers leave signals alone, and ``V2Server.stop`` runs the shutdown:
 
@@ -10,34 +10,65 @@ Here the HTTP servers leave signals alone, and ``V2Server.stop`` runs the shutdo
 2. for ``shutdown_delay`` seconds everything is still served, so that load balancers
    that watch readiness stop routing here first;
 3. REST and gRPC stop accepting; requests in flight get ``shutdown_grace`` seconds;
-4. the inference pool (parallel workers) closes, then the metrics server;
+4. the inference pool (parallel workers) closes, then the metrics listener;
 5. ``V2Server.start`` returns and the process exits 0.
 """
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
-from mlserver.metrics import MetricsServer
-from mlserver.rest import RESTServer
+from mlserver.settings import Settings
+
+from .platform import SignalFreeServer
+from .protocol.asgi import ASGIApp
+from .protocol.http_timeouts import header_timeout_protocol
+from .settings import ServerOptions
 
 logger = logging.getLogger("v2serve.server")
 
 
-class SignalFreeServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _uvicorn_config(app: ASGIApp, settings: Settings, port: int, **extra: Any) -> uvicorn.Config:
+    # lifespan off: the app is a plain router; v2serve starts and stops its own parts.
+    kwargs: dict[str, Any] = {"host": settings.host, "port": port, "lifespan": "off"}
+    kwargs["access_log"] = settings.debug
+    if settings.logging_settings:
+        kwargs["log_config"] = settings.logging_settings
+    return uvicorn.Config(app, **kwargs, **extra)
 
 
-async def serve_http(server: RESTServer | MetricsServer, grace: float | None = None) -> None:
-    """MLServer's ``start()`` for its REST and metrics servers, minus the signal capture.
+def rest_config(app: ASGIApp, settings: Settings, options: ServerOptions) -> uvicorn.Config:
+    """The REST listener: v2serve's protocol (header timeout) and keep-alive, and
+    ``shutdown_grace`` for requests in flight once it is told to exit."""
+    return _uvicorn_config(
+        app,
+        settings,
+        settings.http_port,
+        root_path=settings.root_path,
+        http=header_timeout_protocol(options.http_header_timeout),
+        timeout_keep_alive=options.http_keep_alive_timeout,
+        timeout_graceful_shutdown=options.shutdown_grace,
+    )
 
-    ``grace`` bounds how long uvicorn waits for requests in flight once told to exit.
-    """
-    config = server._get_config()
-    config.timeout_graceful_shutdown = grace
-    server._server = SignalFreeServer(config)
+
+def metrics_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    return _uvicorn_config(app, settings, settings.metrics_port)
+
+
+def http_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves signals to ``V2Server`` (see above)."""
+    return SignalFreeServer(config)
+
+
+async def serve_http(server: uvicorn.Server) -> None:
+    config = server.config
     logger.info("HTTP server running on http://%s:%s", config.host, config.port)
-    await server._server.serve()
+    await server.serve()
+
+
+def stop_http(server: uvicorn.Server, force: bool = False) -> None:
+    """Close the listener; requests in flight get ``timeout_graceful_shutdown`` unless
+    ``force`` cancels them."""
+    server.should_exit = True
+    if force:
+        server.force_exit = True

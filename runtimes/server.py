@@ -1,21 +1,24 @@
-"""The v2serve server: MLServer 1.7.1 with v2serve's data plane, repository and protocol fixes.
+"""The v2serve server: a composition root, not a subclass of MLServer.
 
-``MLServer.__init__`` builds its own DataPlane, whose Prometheus counters can only be
-registered once per process, so V2Server assembles the same parts itself with v2serve's
-data plane, registry and repository handlers in place of MLServer's.
+It assembles MLServer's public parts (``Settings``, ``ModelSettings``, ``MLModel``, the
+``MultiModelRegistry`` that ``V2ModelRegistry`` extends, ``InferencePoolRegistry`` for
+parallel workers, ``DataPlane`` that ``V2DataPlane`` extends) with v2serve's own:
+repository and controller, REST router, gRPC service, metrics endpoint, and plain
+uvicorn servers. The few private names this still needs sit in ``runtimes.platform``.
 """
 
 import asyncio
 import logging
+import os
+import signal
 import time
 
-from mlserver import MLServer
-from mlserver.metrics import MetricsServer
+import uvicorn
+from mlserver.batching import load_batching
+from mlserver.logging import configure_logger
 from mlserver.model import MLModel
 from mlserver.parallel import InferencePoolRegistry
-from mlserver.registry import MultiModelRegistry
-from mlserver.repository.factory import ModelRepositoryFactory
-from mlserver.server import HANDLED_SIGNALS
+from mlserver.parallel.worker import Worker
 from mlserver.settings import ModelSettings
 
 from .cache import configure as configure_cache
@@ -23,25 +26,18 @@ from .dataplane import V2DataPlane
 from .errors import ModelLoadFailed
 from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
-from .lifecycle import serve_http
+from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
 from .observability.logs import RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
-from .protocol.control_auth import (
-    ControlTokenInterceptor,
-    ControlTokenMiddleware,
-    resolve_control_token,
-)
+from .platform import stop_metrics
+from .protocol.asgi import ASGIApp
+from .protocol.control_auth import ControlTokenInterceptor, resolve_control_token
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
-from .protocol.http_timeouts import install_http_timeouts
-from .protocol.limits import install_body_limit
-from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
-from .protocol.rest_extensions import install_extension_routes
-from .protocol.rest_fastpath import RestInferFastPath
-from .protocol.rest_repository import install_repository_routes
-from .protocol.status import install_grpc_status_mapping
+from .protocol.rest_app import build_rest_app
+from .protocol.rest_metrics import MetricsApp
 from .repository import VersionedRepository
 from .repository.controller import RepositoryController
 from .repository.inflight import InFlight
@@ -52,37 +48,48 @@ from .settings import ServerConfig, build_cache_settings
 
 logger = logging.getLogger("v2serve.server")
 
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 
-class V2Server(MLServer):
+
+def build_registry(pool: InferencePoolRegistry | None) -> V2ModelRegistry:
+    """MLServer's load hooks, less its custom REST handlers (v2serve serves only V2
+    routes): models go to the worker pool if there is one, and get adaptive batching."""
+    if pool is None:
+        return V2ModelRegistry(
+            on_model_load=[load_batching], on_model_reload=[], on_model_unload=[]
+        )
+    return V2ModelRegistry(
+        on_model_load=[pool.load_model, load_batching],
+        on_model_reload=[pool.reload_model],
+        on_model_unload=[pool.unload_model],
+        model_initialiser=pool.model_initialiser,
+    )
+
+
+class V2Server:
     def __init__(self, config: ServerConfig):
         settings = with_logging_config(config.mlserver, config.options)
-        self._settings = settings
+        self.settings = settings
         self.options = config.options
         self.states = ModelStates()
         self.inflight = InFlight()
-        self._add_signal_handlers()
         if (
             configure_cache(build_cache_settings(settings, self.options))
             and settings.parallel_workers
         ):
             logger.warning("the response cache is off: parallel workers run the models")
-        self._metrics_server = MetricsServer(settings) if settings.metrics_endpoint else None
-        self._inference_pool_registry = None
+        # First: it switches prometheus_client to multiprocess values with parallel workers.
+        self.metrics_app = MetricsApp(settings) if settings.metrics_endpoint else None
+        self.pool: InferencePoolRegistry | None = None
         if settings.parallel_workers:
-            on_worker_stop = [self._metrics_server.on_worker_stop] if self._metrics_server else []
-            self._inference_pool_registry = InferencePoolRegistry(
-                settings, on_worker_stop=on_worker_stop
-            )
-        self._model_registry = self._create_model_registry()
-        repository = ModelRepositoryFactory.resolve_model_repository(settings)
-        assert isinstance(repository, VersionedRepository)
-        self._model_repository = self.repository = repository
+            self.pool = InferencePoolRegistry(settings, on_worker_stop=[self._worker_stopped])
+        self._model_registry = build_registry(self.pool)
+        self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
-        # After MetricsServer, which switches prometheus_client to multiprocess values.
         self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
         self._stopping = False
         self._serving: list[asyncio.Future[None]] = []
-        self._data_plane = V2DataPlane(
+        self.data_plane = V2DataPlane(
             settings,
             self._model_registry,
             self.states,
@@ -93,54 +100,41 @@ class V2Server(MLServer):
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
         )
-        self.extensions = ExtensionHandlers(self._data_plane, self.statistics)
-        self.controller = RepositoryController(repository, self, self.states, self.options)
-        self._model_repository_handlers = V2RepositoryHandlers(
-            repository, self._model_registry, self.controller, self.states
+        self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
+        self.controller = RepositoryController(self.repository, self, self.states, self.options)
+        self.repository_handlers = V2RepositoryHandlers(
+            self.repository, self._model_registry, self.controller, self.states
         )
-        self._configure_logger()
-        self._create_servers()
-
-    def _create_model_registry(self) -> MultiModelRegistry:
-        hooks = super()._create_model_registry()
-        return V2ModelRegistry(
-            on_model_load=hooks._on_model_load,
-            on_model_reload=hooks._on_model_reload,
-            on_model_unload=hooks._on_model_unload,
-            model_initialiser=hooks._model_initialiser,
-        )
-
-    def _create_servers(self) -> None:
-        install_grpc_status_mapping()
-        super()._create_servers()
-        repository = self._model_repository_handlers
+        configure_logger(settings)
         token = resolve_control_token(self.options)
-        self._grpc_server = GRPCServer(
-            self._settings,
+        self.grpc_server = GRPCServer(
+            settings,
             [
-                triton_handler(TritonService(self._data_plane, repository, self.extensions)),
-                health_handler(HealthService(self._data_plane)),
+                triton_handler(
+                    TritonService(self.data_plane, self.repository_handlers, self.extensions)
+                ),
+                health_handler(HealthService(self.data_plane)),
             ],
             [ControlTokenInterceptor(token)] if token else [],
         )
-        app = self._rest_server._app
-        install_rest_error_handlers(app)
-        install_repository_routes(app, self._model_repository_handlers)
-        install_extension_routes(app, self._data_plane, self.extensions)
-        app.add_middleware(DefaultJSONContentType)
-        app.add_middleware(
-            RestInferFastPath,
-            data_plane=self._data_plane,
-            max_bytes=self.options.max_request_size,
+        self.rest_app: ASGIApp = build_rest_app(
+            self.data_plane,
+            self.extensions,
+            self.repository_handlers,
+            self.options.max_request_size,
+            control_token=token,
+            cors=settings.cors_settings,
         )
-        install_body_limit(app, self.options.max_request_size)
-        if token:
-            app.add_middleware(ControlTokenMiddleware, token=token)
-        install_http_timeouts(
-            self._rest_server,
-            self.options.http_keep_alive_timeout,
-            self.options.http_header_timeout,
-        )
+        self.rest_server = http_server(rest_config(self.rest_app, settings, self.options))
+        self.metrics_server: uvicorn.Server | None = None
+        if self.metrics_app is not None:
+            self.metrics_server = http_server(metrics_config(self.metrics_app, settings))
+        self._add_signal_handlers()
+
+    async def _worker_stopped(self, worker: Worker) -> None:
+        """A dead worker's multiprocess metric files go, as MLServer's metrics server did."""
+        if worker.pid:
+            await stop_metrics(self.settings, worker.pid)
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
@@ -195,13 +189,12 @@ class V2Server(MLServer):
             self.metrics.load_finished(name, version, time.perf_counter() - started, ok)
 
     async def start(self, models_settings: list[ModelSettings] | None = None) -> None:
-        grace = self.options.shutdown_grace
-        servers = [serve_http(self._rest_server, grace), self._grpc_server.start()]
-        if self._metrics_server:
-            servers.append(serve_http(self._metrics_server))
+        servers = [serve_http(self.rest_server), self.grpc_server.start()]
+        if self.metrics_server is not None:
+            servers.append(serve_http(self.metrics_server))
         self._serving = [asyncio.ensure_future(server) for server in servers]
         servers_task = asyncio.gather(*self._serving)
-        if self._settings.load_models_at_startup:
+        if self.settings.load_models_at_startup:
             self.states.expected_models = {m.name for m in self.repository.model_folders()}
             await self.controller.reconcile(settle_all=True)
         if self.options.watch and not self._stopping:
@@ -216,20 +209,18 @@ class V2Server(MLServer):
     def _on_signal(self, sig: int) -> None:
         """Readiness turns false in the signal callback itself, before any other request
         is served; the rest of the shutdown runs as a task."""
-        data_plane = getattr(self, "_data_plane", None)
-        if data_plane is not None:
-            data_plane.stopping = True
+        self.data_plane.stopping = True
         asyncio.ensure_future(self.stop(sig=sig))
 
     async def stop(self, sig: int | None = None) -> None:
         """Graceful: see ``runtimes.lifecycle``. A second signal stops without waiting."""
         if self._stopping:
             logger.warning("second stop signal: in-flight requests are cancelled")
-            self._rest_server._server.should_exit = self._rest_server._server.force_exit = True
-            await self._grpc_server.stop(sig, grace=0)
+            stop_http(self.rest_server, force=True)
+            await self.grpc_server.stop(sig, grace=0)
             return
         self._stopping = True
-        self._data_plane.stopping = True
+        self.data_plane.stopping = True
         options = self.options
         logger.info(
             "stopping: readiness is false; listeners close in %ss, then in-flight requests "
@@ -240,12 +231,14 @@ class V2Server(MLServer):
         await self.controller.stop_watching()
         if options.shutdown_delay:
             await asyncio.sleep(options.shutdown_delay)
-        await self._rest_server.stop(sig)
-        await self._grpc_server.stop(sig, grace=options.shutdown_grace)
+        stop_http(self.rest_server)
+        await self.grpc_server.stop(sig, grace=options.shutdown_grace)
         if self._serving:
             await asyncio.wait(self._serving[:2])
-        if self._inference_pool_registry:
-            await self._inference_pool_registry.close()
-        if self._metrics_server:
-            await self._metrics_server.stop(sig)
+        if self.pool is not None:
+            await self.pool.close()
+        if self.metrics_server is not None:
+            stop_http(self.metrics_server)
+            if self.settings.parallel_workers:
+                await stop_metrics(self.settings, os.getpid())
         logger.info("stopped")

@@ -57,6 +57,29 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
     ],
 }
 
+# MLServer settings v2serve does not honour, each with why; setting one is an error that
+# names it (docs/compatibility.md lists the honoured ones). A key here is refused when it
+# is set at all, unless the value is the one v2serve behaves as (REFUSED_UNLESS).
+UNHONOURED_SETTINGS: dict[str, str] = {
+    "kafka_enabled": "v2serve has no Kafka server; serve over REST or gRPC",
+    "kafka_servers": "v2serve has no Kafka server (kafka_enabled is refused)",
+    "kafka_topic_input": "v2serve has no Kafka server (kafka_enabled is refused)",
+    "kafka_topic_output": "v2serve has no Kafka server (kafka_enabled is refused)",
+    "tracing_server": "v2serve does not trace requests yet; leave it unset",
+    "gzip_enabled": "v2serve does not compress responses; leave it false",
+    "metrics_rest_server_prefix": "v2serve's REST routes have no per-route Prometheus "
+    "metrics; its request metrics are v2serve_* (docs/observability.md)",
+    "model_repository_implementation": "v2serve serves its own versioned repository "
+    f"({REPOSITORY_IMPLEMENTATION})",
+    "model_repository_implementation_args": "v2serve's repository takes no arguments",
+}
+REFUSED_UNLESS: dict[str, Any] = {
+    "kafka_enabled": False,
+    "gzip_enabled": False,
+    "tracing_server": None,
+    "model_repository_implementation_args": {},
+}
+
 # Triton's default limit on a request body (and on a gRPC message).
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
 
@@ -146,6 +169,27 @@ def _field_names(model: type[BaseModel]) -> set[str]:
     return names
 
 
+def reject_unhonoured_settings(settings: Settings, source: str) -> None:
+    """Refuse an MLServer setting v2serve would otherwise ignore without a word: one
+    given in the file or the environment, with another value than v2serve behaves as."""
+    for key, why in UNHONOURED_SETTINGS.items():
+        if key not in settings.model_fields_set or key == "model_repository_implementation":
+            continue
+        if key in REFUSED_UNLESS and getattr(settings, key) == REFUSED_UNLESS[key]:
+            continue
+        raise SettingsError(source, f"'{key}' is not supported by v2serve: {why}")
+
+
+def _given_repository_implementation(
+    file_values: Mapping[str, Any], environ: Mapping[str, str]
+) -> Any:
+    """v2serve overrides this key, so it is checked where it was given, not once built."""
+    key = "model_repository_implementation"
+    env_key = f"{ENV_PREFIX}{key.upper()}"
+    from_env = next((v for k, v in environ.items() if k.upper() == env_key), None)
+    return from_env if from_env is not None else file_values.get(key)
+
+
 def read_json_object(path: Path) -> dict[str, Any]:
     try:
         loaded = json.loads(path.read_text())
@@ -211,6 +255,12 @@ def build_server_config(
         raise SettingsError(source, f"'{V2SERVE_SECTION}' must be an object")
     options = _server_options(options_values, environ, source)
 
+    implementation = _given_repository_implementation(file_values, environ)
+    if implementation is not None and implementation != REPOSITORY_IMPLEMENTATION:
+        why = UNHONOURED_SETTINGS["model_repository_implementation"]
+        raise SettingsError(
+            source, f"'model_repository_implementation' is not supported by v2serve: {why}"
+        )
     from_environment = _keys_set_in_environment(environ)
     values = {
         key: value
@@ -222,9 +272,11 @@ def build_server_config(
     values["model_repository_implementation"] = REPOSITORY_IMPLEMENTATION
     values.setdefault("grpc_max_message_length", options.max_request_size)
     try:
-        return ServerConfig(mlserver=Settings(**values), options=options)
+        settings = Settings(**values)
     except ValidationError as exc:
         raise SettingsError("server settings", str(exc)) from exc
+    reject_unhonoured_settings(settings, source)
+    return ServerConfig(mlserver=settings, options=options)
 
 
 def build_server_settings(

@@ -1,11 +1,18 @@
-"""Sending a whole response from raw ASGI layers (the fast path and the guards in front
-of MLServer's app), so each of them answers errors in the same ``{"error"}`` shape."""
+"""Raw ASGI plumbing shared by the router, the infer route and the guards in front of
+them: reading a bounded body and sending a whole response, errors through the one
+renderer (``rest_errors``)."""
 
-import orjson
-from mlserver.errors import MLServerError
-from starlette.types import Send
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
-Headers = list[tuple[bytes, bytes]]
+from ..errors import InvalidPayload, RequestTooLarge
+from .rest_errors import Headers, render_error
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
@@ -19,7 +26,33 @@ async def respond(send: Send, status: int, body: bytes, headers: Headers) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_error(send: Send, error: MLServerError, headers: Headers | None = None) -> None:
-    body = orjson.dumps({"error": str(error)})
-    content_type = (b"content-type", b"application/json")
-    await respond(send, error.status_code, body, [content_type, *(headers or [])])
+async def respond_error(
+    send: Send, error: BaseException, headers: Headers | None = None, where: str = ""
+) -> None:
+    """Answer ``error`` as rendered once for every path, plus any path-specific headers."""
+    status, rendered, body = render_error(error, where)
+    await respond(send, status, body, [*rendered, *(headers or [])])
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refused with 413 the moment it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise InvalidPayload("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

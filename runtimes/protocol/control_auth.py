@@ -89,7 +89,7 @@ class ControlTokenMiddleware:
 
 
 async def _refuse(send: Send, exc: Unauthenticated) -> None:
-    await respond_error(send, exc, [(b"www-authenticate", b"Bearer")])
+    await respond_error(send, exc)  # the error carries its WWW-Authenticate header
 
 
 class ControlTokenInterceptor(aio.ServerInterceptor):

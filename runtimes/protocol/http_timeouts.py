@@ -10,10 +10,8 @@ complete its headers, and closes the connection otherwise.
 """
 
 import asyncio
-from typing import Any
 
-from mlserver.rest.server import RESTServer
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from ..platform import HttpToolsProtocol
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -55,17 +53,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def install_http_timeouts(server: RESTServer, keep_alive: int, header_timeout: float) -> None:
-    """Wrap MLServer's uvicorn config with v2serve's timeouts and protocol."""
-    build = server._get_config
-    protocol = type(
+def header_timeout_protocol(header_timeout: float) -> type[HeaderTimeoutProtocol]:
+    """The protocol class for ``uvicorn.Config(http=...)``, with this header timeout."""
+    return type(
         "HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout}
     )
-
-    def config() -> Any:
-        built = build()
-        built.timeout_keep_alive = keep_alive
-        built.http = protocol
-        return built
-
-    server._get_config = config

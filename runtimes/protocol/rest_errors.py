@@ -1,68 +1,38 @@
-"""Every REST error is JSON ``{"error": "..."}``, as the V2 spec says.
+"""The one REST error renderer: every path (router, infer, guards, control API) answers
+an error as JSON ``{"error": "..."}``, as the V2 spec says, with the status and the
+headers the error carries (``Retry-After``, ``WWW-Authenticate``).
 
-MLServer leaves FastAPI's own 404/405/422 in the ``{"detail": ...}`` shape, which
-tritonclient cannot decode, and answers an unexpected exception with a plain-text 500.
+An exception outside the hierarchy is a bug: it is logged with its traceback and
+answered as a 500 with one wording, the same as the gRPC service's.
 """
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+import orjson
+from mlserver.errors import MLServerError
 
-from ..errors import InvalidPayload
+from ..errors import V2ServeError
 
 logger = logging.getLogger("v2serve.rest")
 
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
-
-
-def _describe(exc: RequestValidationError) -> str:
-    problems = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-    return "; ".join(problems) or "the body is not a valid request"
+Headers = list[tuple[bytes, bytes]]
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return _error(400, str(InvalidPayload(_describe(exc))))
+def unexpected_error_message(exc: BaseException) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404:
-        detail = f"no such endpoint: {request.method} {request.url.path}"
-    return _error(exc.status_code, detail)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _error(500, f"internal error on {request.url.path}: {type(exc).__name__}: {exc}")
-
-
-def install_rest_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
-
-
-class DefaultJSONContentType:
-    """Treat a POST without Content-Type as JSON, as Triton does (curl's form default too)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST":
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            original = dict(scope["headers"]).get(b"content-type", b"")
-            if not original or original.startswith(b"application/x-www-form-urlencoded"):
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+def render_error(exc: BaseException, where: str = "") -> tuple[int, Headers, bytes]:
+    """(status, headers, body) for any exception; ``where`` names the route in the log."""
+    if isinstance(exc, MLServerError):
+        status = exc.status_code
+        message = str(exc)
+    else:
+        logger.error("unexpected error on %s", where or "a REST route", exc_info=exc)
+        status = 500
+        message = unexpected_error_message(exc)
+    headers = [JSON_CONTENT_TYPE]
+    if isinstance(exc, V2ServeError):
+        headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items())
+    return status, headers, orjson.dumps({"error": message})

@@ -1,48 +1,28 @@
-"""REST routes of Triton's extensions and health endpoints with small JSON bodies.
+"""REST routes of Triton's statistics and model configuration extensions.
 
-They are placed ahead of MLServer's routes, so that ``GET /v2/models/stats`` is the
+They come before the model metadata route, so that ``GET /v2/models/stats`` is the
 statistics of every model (as in Triton) rather than the metadata of a model named
 "stats"; such a model stays reachable through its versioned and infer routes.
 """
 
-from collections.abc import Callable
-from typing import Any
-
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.responses import JSONResponse
-
-from ..dataplane import V2DataPlane
 from ..extensions.handlers import ExtensionHandlers
+from .rest_router import MODEL, RestRequest, RestResponse, Route, json_response
 
 
-def install_extension_routes(
-    app: FastAPI, data_plane: V2DataPlane, extensions: ExtensionHandlers
-) -> None:
-    async def live() -> JSONResponse:
-        return JSONResponse({"live": await data_plane.live()})
+def extension_routes(extensions: ExtensionHandlers) -> list[Route]:
+    async def config(request: RestRequest) -> RestResponse:
+        name, version = request.params["model"] or "", request.params["version"]
+        return json_response(await extensions.model_config(name, version))
 
-    async def ready() -> JSONResponse:
-        is_ready = await data_plane.ready()
-        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+    async def all_statistics(request: RestRequest) -> RestResponse:
+        return json_response(await extensions.statistics_of())
 
-    async def config(model_name: str, model_version: str | None = None) -> JSONResponse:
-        return JSONResponse(await extensions.model_config(model_name, model_version))
+    async def statistics(request: RestRequest) -> RestResponse:
+        name, version = request.params["model"] or "", request.params["version"]
+        return json_response(await extensions.statistics_of(name, version))
 
-    async def all_statistics() -> JSONResponse:
-        return JSONResponse(await extensions.statistics_of())
-
-    async def statistics(model_name: str, model_version: str | None = None) -> JSONResponse:
-        return JSONResponse(await extensions.statistics_of(model_name, model_version))
-
-    routes: list[tuple[str, Callable[..., Any]]] = [
-        ("/v2/health/live", live),
-        ("/v2/health/ready", ready),
-        ("/v2/models/stats", all_statistics),
-        ("/v2/models/{model_name}/config", config),
-        ("/v2/models/{model_name}/versions/{model_version}/config", config),
-        ("/v2/models/{model_name}/stats", statistics),
-        ("/v2/models/{model_name}/versions/{model_version}/stats", statistics),
+    return [
+        Route("GET", "/v2/models/stats", all_statistics),
+        Route("GET", f"{MODEL}/config", config),
+        Route("GET", f"{MODEL}/stats", statistics),
     ]
-    for path, endpoint in reversed(routes):
-        app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))

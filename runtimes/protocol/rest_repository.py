@@ -1,25 +1,22 @@
-"""REST routes of the repository extension, in place of MLServer's.
+"""REST routes of the repository extension (index, load, unload).
 
-tritonclient posts an empty body to the index, which MLServer answers with 422; and a
-model name holding an encoded slash must reach the handler, to be rejected with 400
-rather than fall through to a 404.
+tritonclient posts an empty body to the index, which MLServer answered with 422; and a
+model name holding an encoded slash reaches the handler (the name group takes slashes),
+to be rejected with 400 rather than fall through to a 404.
 """
 
-from fastapi import FastAPI, Request
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.types import RepositoryIndexRequest
 from pydantic import ValidationError
-from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidPayload
+from .rest_router import RestRequest, RestResponse, Route, json_response
 
-INDEX = "/v2/repository/index"
-LOAD = "/v2/repository/models/{model_name:path}/load"
-UNLOAD = "/v2/repository/models/{model_name:path}/unload"
+_NAME = r"/v2/repository/models/(?P<model>.+)"
 
 
-def install_repository_routes(app: FastAPI, handlers: ModelRepositoryHandlers) -> None:
-    async def index(request: Request) -> Response:
+def repository_routes(handlers: ModelRepositoryHandlers) -> list[Route]:
+    async def index(request: RestRequest) -> RestResponse:
         body = await request.body()
         try:
             payload = (
@@ -30,25 +27,23 @@ def install_repository_routes(app: FastAPI, handlers: ModelRepositoryHandlers) -
         except ValidationError as exc:
             raise InvalidPayload(f"repository index: {exc.errors()[0]['msg']}") from exc
         found = await handlers.index(payload)
-        return JSONResponse(
+        return json_response(
             [
                 {"name": i.name, "version": i.version or "", "state": i.state, "reason": i.reason}
                 for i in found.root
             ]
         )
 
-    async def load(model_name: str) -> Response:
-        await handlers.load(model_name)
-        return JSONResponse({})
+    async def load(request: RestRequest) -> RestResponse:
+        await handlers.load(request.params["model"] or "")
+        return json_response({})
 
-    async def unload(model_name: str) -> Response:
-        await handlers.unload(model_name)
-        return JSONResponse({})
+    async def unload(request: RestRequest) -> RestResponse:
+        await handlers.unload(request.params["model"] or "")
+        return json_response({})
 
-    prefix = "/v2/repository/"
-    app.router.routes[:] = [
-        route for route in app.router.routes if not getattr(route, "path", "").startswith(prefix)
+    return [
+        Route("POST", "/v2/repository/index", index),
+        Route("POST", f"{_NAME}/load", load),
+        Route("POST", f"{_NAME}/unload", unload),
     ]
-    app.add_api_route(INDEX, index, methods=["POST"])
-    app.add_api_route(LOAD, load, methods=["POST"])
-    app.add_api_route(UNLOAD, unload, methods=["POST"])

@@ -1,17 +1,17 @@
 """The one mapping from HTTP status (carried by every error) to gRPC status code.
 
-MLServer maps only 400/404/422/500 and turns anything else into UNKNOWN; v2serve
-installs this fuller table into MLServer's gRPC error handling at start-up.
+MLServer maps only 400/404/422/500 and turns anything else into UNKNOWN; v2serve's gRPC
+service renders its errors with this fuller table.
 """
 
 import grpc
-from mlserver.grpc import utils as mlserver_grpc_utils
 
 GRPC_CODE_BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
     409: grpc.StatusCode.ALREADY_EXISTS,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.FAILED_PRECONDITION,
@@ -21,7 +21,3 @@ GRPC_CODE_BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-
-
-def install_grpc_status_mapping() -> None:
-    mlserver_grpc_utils.STATUS_CODE_MAPPING.update(GRPC_CODE_BY_HTTP_STATUS)

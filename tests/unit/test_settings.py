@@ -136,3 +136,55 @@ def test_unknown_v2serve_option_is_named(settings_dir):
     (settings_dir / "settings.json").write_text(json.dumps({"v2serve": {"wach": False}}))
     with pytest.raises(SettingsError, match="wach"):
         build_server_config(settings_dir, None, environ={})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kafka_enabled", True),
+        ("kafka_servers", "broker:9092"),
+        ("tracing_server", "collector:4317"),
+        ("gzip_enabled", True),
+        ("metrics_rest_server_prefix", "rest"),
+        ("model_repository_implementation", "mlserver.repository.SchemalessModelRepository"),
+        ("model_repository_implementation_args", {"a": 1}),
+    ],
+)
+def test_an_unhonoured_mlserver_setting_in_the_file_is_refused_by_name(settings_dir, key, value):
+    (settings_dir / "settings.json").write_text(json.dumps({key: value}))
+    with pytest.raises(SettingsError) as refused:
+        build_server_config(settings_dir, None, environ={})
+    assert f"'{key}' is not supported by v2serve" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kafka_enabled", "true"),
+        ("tracing_server", "collector:4317"),
+        ("model_repository_implementation", "mlserver.repository.SchemalessModelRepository"),
+    ],
+)
+def test_an_unhonoured_mlserver_setting_in_the_environment_is_refused(
+    settings_dir, monkeypatch, key, value
+):
+    env = {f"MLSERVER_{key.upper()}": value}
+    for name, given in env.items():
+        monkeypatch.setenv(name, given)
+    with pytest.raises(SettingsError, match=f"'{key}' is not supported"):
+        build_server_config(settings_dir, None, environ=env)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kafka_enabled", False),
+        ("gzip_enabled", False),
+        ("tracing_server", None),
+        ("model_repository_implementation", "runtimes.repository.VersionedRepository"),
+        ("cors_settings", {"allow_origins": ["https://a.example"]}),
+    ],
+)
+def test_the_value_v2serve_behaves_as_is_accepted(settings_dir, key, value):
+    (settings_dir / "settings.json").write_text(json.dumps({key: value}))
+    build_server_config(settings_dir, None, environ={})

@@ -1,0 +1,44 @@
+"""The REST application: every V2 route on v2serve's router, behind its guards.
+
+From the outside in: CORS (so preflights and refusals carry its headers), the control
+token on the control APIs, the body-size cap, then the router.
+"""
+
+from mlserver.handlers import ModelRepositoryHandlers
+from mlserver.settings import CORSSettings
+
+from ..dataplane import V2DataPlane
+from ..extensions.handlers import ExtensionHandlers
+from .asgi import ASGIApp
+from .control_auth import ControlTokenMiddleware
+from .cors import CorsMiddleware
+from .limits import BodySizeLimit
+from .rest_dataplane import data_plane_routes
+from .rest_extensions import extension_routes
+from .rest_fastpath import infer_routes
+from .rest_repository import repository_routes
+from .rest_router import RestRouter
+
+
+def build_rest_app(
+    data_plane: V2DataPlane,
+    extensions: ExtensionHandlers,
+    repository: ModelRepositoryHandlers,
+    max_request_size: int,
+    control_token: str | None = None,
+    cors: CORSSettings | None = None,
+) -> ASGIApp:
+    routes = [
+        *infer_routes(data_plane),
+        # Before the metadata route: /v2/models/stats is not a model called "stats".
+        *extension_routes(extensions),
+        *data_plane_routes(data_plane),
+        *repository_routes(repository),
+    ]
+    app: ASGIApp = RestRouter(routes, max_request_size)
+    app = BodySizeLimit(app, max_bytes=max_request_size)
+    if control_token:
+        app = ControlTokenMiddleware(app, token=control_token)
+    if cors is not None:
+        app = CorsMiddleware(app, cors)
+    return app
