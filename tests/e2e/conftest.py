@@ -186,6 +186,19 @@ def stop_server(server: RunningServer, sig: int = signal.SIGTERM, timeout: float
     return server.process.returncode
 
 
+# The session server's CORS policy (tests/e2e/test_rest_routes.py); clients that send no
+# Origin header see no difference.
+CORS_ORIGIN = "https://app.example"
+CORS: dict[str, Any] = {
+    "allow_origins": [CORS_ORIGIN],
+    "allow_origin_regex": r"https://[a-z]+\.trusted\.example",
+    "allow_methods": ["GET", "POST"],
+    "allow_headers": ["content-type", "inference-header-content-length"],
+    "expose_headers": ["inference-header-content-length"],
+    "max_age": 321,
+}
+
+
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_repository(tmp_path_factory.mktemp("repo") / "model-repository")
@@ -195,9 +208,8 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterator[RunningServer]:
     # The settings file names ports that the environment overrides: env beats file.
     workdir = tmp_path_factory.mktemp("server")
-    running = start_server(
-        workdir, repository, settings={"http_port": free_port(), "grpc_port": free_port()}
-    )
+    settings = {"http_port": free_port(), "grpc_port": free_port(), "cors_settings": CORS}
+    running = start_server(workdir, repository, settings=settings)
     yield running
     assert stop_server(running) == 0, running.log_text()
 

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 import requests
 
 from .conftest import V2SERVE, start_server, stop_server
@@ -80,3 +81,28 @@ def test_unknown_settings_key_is_rejected_by_name(tmp_path):
     )
     assert completed.returncode == 2
     assert "http_prot" in completed.stderr and "http_port" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "settings,key",
+    [
+        ({"kafka_enabled": True}, "kafka_enabled"),
+        ({"tracing_server": "collector:4317"}, "tracing_server"),
+        ({"gzip_enabled": True}, "gzip_enabled"),
+    ],
+)
+def test_an_unhonoured_mlserver_setting_stops_the_start_with_one_line(tmp_path, settings, key):
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps(settings))
+    completed = subprocess.run(
+        [str(V2SERVE), "start", "--settings", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert f"'{key}' is not supported by v2serve" in lines[0]
