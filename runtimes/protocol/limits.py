@@ -5,7 +5,6 @@ as it streams and refused the moment it passes the limit. Either way the answer 
 ``{"error"}`` and the application never sees the rest of the body.
 """
 
-from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import RequestTooLarge
@@ -68,6 +67,3 @@ def _content_length(scope: Scope) -> int | None:
 async def _refuse(send: Send, size: int, limit: int) -> None:
     await respond_error(send, RequestTooLarge(size, limit), [(b"connection", b"close")])
 
-
-def install_body_limit(app: Starlette, max_bytes: int) -> None:
-    app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
