@@ -120,13 +120,21 @@ def _save_mlflow(estimator: Any, folder: Path, example: Any, **options: Any) -> 
     import warnings
 
     import mlflow.sklearn
+    import sklearn
     from mlflow.models import infer_signature
 
+    # Naming the requirements spares MLflow a subprocess that infers them (seconds each).
+    requirements = [f"scikit-learn=={sklearn.__version__}"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         signature = infer_signature(example, estimator.predict(example))
         mlflow.sklearn.save_model(
-            estimator, str(folder), signature=signature, input_example=example[:2], **options
+            estimator,
+            str(folder),
+            signature=signature,
+            input_example=example[:2],
+            pip_requirements=requirements,
+            **options,
         )
 
 
