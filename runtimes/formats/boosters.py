@@ -14,7 +14,7 @@ needs a missing one fails to load with a message that names the extra.
 
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ class BoosterModel:
         feature_names: list[str] | None,
         raw: Callable[[np.ndarray], np.ndarray],
         graph: Callable[[], ModelProto],
+        splits: Callable[[], Iterator[tuple[int, float]]],
     ):
         self.library = library
         self.objective = objective
@@ -61,6 +62,9 @@ class BoosterModel:
         self.booster_feature_names = feature_names
         self._raw = raw
         self._graph = graph
+        self.split_points = splits
+        """(feature, threshold) of every split: the compiled path is verified on rows that
+        sit on them (``runtimes.compiled.rows``), where a float32 cast would show."""
 
     def predict(self, features: Any) -> np.ndarray:
         return self._raw(np.asarray(features))
@@ -75,8 +79,11 @@ class BoosterModel:
     def onnx_graph(self) -> ModelProto:
         """The booster as ONNX, fed float64 features like every v2serve graph.
 
-        Both libraries compare float32 features with their thresholds, so the graph casts
-        its float64 input to float32 first: the same comparison the library makes."""
+        XGBoost compares float32 features with float32 thresholds, so the graph casts its
+        float64 input to float32 first: the same comparison XGBoost makes. LightGBM
+        compares float64 features with float64 thresholds, which onnxmltools' graph rounds
+        to float32; the verification on split rows sees the difference and LightGBM's own
+        predict answers (``runtimes.compiled.backend``)."""
         return _with_float64_ends(self._graph())
 
 
@@ -164,10 +171,26 @@ def load_xgboost(data: bytes, filename: str) -> BoosterModel:
             booster, initial_types=_float_input(n_features), target_opset=BOOSTER_OPSET
         )
 
-    common = ("xgboost", objective, n_features, list(booster.feature_names or []) or None)
+    names = list(booster.feature_names or [])
+
+    def splits() -> Iterator[tuple[int, float]]:
+        index = {name: i for i, name in enumerate(names)}
+        for tree in booster.get_dump(dump_format="json"):
+            yield from _xgboost_splits(json.loads(tree), index)
+
+    common = ("xgboost", objective, n_features, names or None)
     if objective in _XGBOOST_CLASSIFYING:
-        return BoosterClassifier(n_classes, *common, raw, graph)
-    return BoosterModel(*common, raw, graph)
+        return BoosterClassifier(n_classes, *common, raw, graph, splits)
+    return BoosterModel(*common, raw, graph, splits)
+
+
+def _xgboost_splits(node: dict[str, Any], index: dict[str, int]) -> Iterator[tuple[int, float]]:
+    if "split" in node:
+        feature = node["split"]
+        position = index[feature] if feature in index else int(str(feature).lstrip("f"))
+        yield position, float(node["split_condition"])
+    for child in node.get("children", ()):
+        yield from _xgboost_splits(child, index)
 
 
 _LIGHTGBM_CLASSIFYING = ("binary", "multiclass", "multiclassova", "cross_entropy")
@@ -194,7 +217,20 @@ def load_lightgbm(data: bytes, filename: str) -> BoosterModel:
             zipmap=False,
         )
 
+    def splits() -> Iterator[tuple[int, float]]:
+        for tree in booster.dump_model()["tree_info"]:
+            yield from _lightgbm_splits(tree["tree_structure"])
+
     common = ("lightgbm", objective, n_features, names if named else None)
     if objective.split()[0] in _LIGHTGBM_CLASSIFYING:
-        return BoosterClassifier(int(booster.num_model_per_iteration()), *common, raw, graph)
-    return BoosterModel(*common, raw, graph)
+        classes = int(booster.num_model_per_iteration())
+        return BoosterClassifier(classes, *common, raw, graph, splits)
+    return BoosterModel(*common, raw, graph, splits)
+
+
+def _lightgbm_splits(node: dict[str, Any]) -> Iterator[tuple[int, float]]:
+    if "split_feature" in node and isinstance(node.get("threshold"), int | float):
+        yield int(node["split_feature"]), float(node["threshold"])
+    for side in ("left_child", "right_child"):
+        if side in node:
+            yield from _lightgbm_splits(node[side])
