@@ -35,7 +35,7 @@ from .protocol.control_auth import (
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
-from .protocol.http_timeouts import install_http_timeouts
+from .protocol.http_timeouts import install_http_protocol
 from .protocol.limits import install_body_limit
 from .protocol.rest_errors import DefaultJSONContentType, install_rest_error_handlers
 from .protocol.rest_extensions import install_extension_routes
@@ -136,11 +136,7 @@ class V2Server(MLServer):
         install_body_limit(app, self.options.max_request_size)
         if token:
             app.add_middleware(ControlTokenMiddleware, token=token)
-        install_http_timeouts(
-            self._rest_server,
-            self.options.http_keep_alive_timeout,
-            self.options.http_header_timeout,
-        )
+        install_http_protocol(self._rest_server, self.options)
 
     async def load_version(self, model_settings: ModelSettings) -> bool:
         """Load one version; a failure is recorded and logged, never fatal to the server."""
