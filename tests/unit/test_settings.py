@@ -136,3 +136,18 @@ def test_unknown_v2serve_option_is_named(settings_dir):
     (settings_dir / "settings.json").write_text(json.dumps({"v2serve": {"wach": False}}))
     with pytest.raises(SettingsError, match="wach"):
         build_server_config(settings_dir, None, environ={})
+
+
+def test_http_limits_and_keep_alive_defaults(settings_dir):
+    options = build_server_config(settings_dir, None, environ={}).options
+    assert (options.max_header_bytes, options.max_url_bytes) == (64 * 1024, 16 * 1024)
+    assert options.http_keep_alive_timeout == 65
+
+
+def test_http_limits_from_env_are_checked_and_named(settings_dir):
+    env = {"V2SERVE_MAX_HEADER_BYTES": "8192", "V2SERVE_MAX_URL_BYTES": "2048"}
+    options = build_server_config(settings_dir, None, environ=env).options
+    assert (options.max_header_bytes, options.max_url_bytes) == (8192, 2048)
+    for key, value in [("V2SERVE_MAX_HEADER_BYTES", "lots"), ("V2SERVE_MAX_URL_BYTES", "10")]:
+        with pytest.raises(SettingsError, match=key[len("V2SERVE_") :].lower()):
+            build_server_config(settings_dir, None, environ={key: value})
