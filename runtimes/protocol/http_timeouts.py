@@ -24,7 +24,8 @@ refused request pipelined behind one still running is answered after that respon
 only exception is a body that breaks once its own response has started: that connection
 is closed, as there is nothing valid left to say on it.
 
-The counting is per read and per parsed header, never per byte in Python. It relies on
+The counting is per read (headers are added up only when a read could cross the limit),
+never per byte or per header in Python. It relies on
 uvicorn's HttpToolsProtocol internals (``parser``, ``cycle``, ``pipeline``, ``url``,
 ``flow``, ``server_state``); tests/unit/test_http_protocol.py drives the class with a
 fake transport, so an upgrade that moves them fails there.
@@ -62,11 +63,11 @@ class HardenedHttpProtocol(HttpToolsProtocol):
     _at_boundary = True
     """No message is half-read: the next byte begins a new one."""
     _messages_begun = 0
-    _head_bytes = 0
-    """URL and completed header lines of the message being read, from the callbacks."""
     _head_stream_bytes = 0
-    """Bytes of the reads known to lie wholly inside that message's head; unlike
-    ``_head_bytes`` it sees an unfinished header line that httptools is still joining."""
+    """Bytes of the reads known to lie wholly inside the head being read, an unfinished
+    header line (which httptools is still joining) included."""
+    _read_bytes = 0
+    """Size of the read being parsed."""
     _headers_overdue = False
     _refusal: V2ServeError | None = None
 
@@ -108,6 +109,7 @@ class HardenedHttpProtocol(HttpToolsProtocol):
             return  # the parser stopped at the refused request; nothing after it is read
         self._unset_keepalive_if_required()
         began, from_boundary = self._messages_begun, self._at_boundary
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -138,7 +140,6 @@ class HardenedHttpProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._at_boundary = False
         self._messages_begun += 1
-        self._head_bytes = 0
         self._head_stream_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -147,14 +148,15 @@ class HardenedHttpProtocol(HttpToolsProtocol):
             self._refusal = URLTooLong(len(self.url), self.max_url_bytes)
             raise _Refused
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._head_bytes + len(self.url) > self.max_header_bytes:
-            self._refusal = HeadersTooLarge(self._head_bytes + len(self.url), self.max_header_bytes)
-            raise _Refused
-
     def on_headers_complete(self) -> None:
+        # The read that ends the head is not in _head_stream_bytes (it may hold a body
+        # too); only when that read could take the head past the limit are the parsed
+        # headers added up, so a normal request pays one comparison.
+        if self._head_stream_bytes + self._read_bytes > self.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_header_bytes:
+                self._refusal = HeadersTooLarge(size, self.max_header_bytes)
+                raise _Refused
         self._in_headers = False
         self._headers_overdue = False
         self._cancel_header_timer()
