@@ -21,7 +21,15 @@ import joblib
 import pytest
 import requests
 
-from runtimes.examples import EXAMPLES, TEST_EXAMPLES, train_into, write_artifact
+from runtimes.examples import (
+    EXAMPLES,
+    FORMAT_EXAMPLES,
+    TEST_EXAMPLES,
+    TEST_FORMAT_EXAMPLES,
+    train_into,
+    write_artifact,
+    write_formats_into,
+)
 from tests.faulty import non_finite_regressor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +72,7 @@ def build_repository(target: Path) -> Path:
     shutil.copytree(ROOT / "model-repository", target, ignore=shutil.ignore_patterns("*.joblib"))
     train_into(target, EXAMPLES)
     train_into(target, TEST_EXAMPLES)
+    write_formats_into(target, {**FORMAT_EXAMPLES, **TEST_FORMAT_EXAMPLES})
     # A folder holding nothing but a pickled estimator is served with defaults.
     bare = target / "bare" / "1"
     bare.mkdir(parents=True)
