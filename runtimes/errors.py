@@ -9,18 +9,22 @@
         │   ├── EstimatorRejectedInput 400 scikit-learn blamed the input
         │   ├── InvalidClassification 400 a bad classification request
         │   ├── InvalidModelName      400  a name that could escape the repository
-        │   └── CorsRefused           400  a CORS preflight that cors_settings refuses
+        │   ├── CorsRefused           400  a CORS preflight that cors_settings refuses
+        │   └── MalformedRequest      400  HTTP framing llhttp refused (REST only)
         ├── Unauthenticated           401  UNAUTHENTICATED  a control API without the token
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
         ├── NoSuchEndpoint            404  NOT_FOUND  a REST path v2serve does not serve
         ├── MethodNotAllowed          405  UNIMPLEMENTED  a known path, another method
         ├── RequestTooLarge           413  RESOURCE_EXHAUSTED
+        ├── URLTooLong                414  RESOURCE_EXHAUSTED  over max_url_bytes (REST only)
+        ├── HeadersTooLarge           431  RESOURCE_EXHAUSTED  over max_header_bytes (REST only)
         ├── ModelLoadFailed           422  FAILED_PRECONDITION  an artifact that will not load
         │   ├── CompilationFailed     422  ONNX conversion or verification failed
         │   └── ArtifactRefused       422  a hash, type or sklearn version check refused it
         ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
+        ├── NonFiniteOutput           500  INTERNAL  NaN/Inf in an output asked for as JSON
         ├── NotReady                  503  UNAVAILABLE
         └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
@@ -91,6 +95,13 @@ class CorsRefused(BadRequest):
         super().__init__(f"CORS preflight refused: {what} '{got}' is not allowed by cors_settings")
 
 
+class MalformedRequest(BadRequest):
+    """The HTTP parser refused the request's framing; ``problem`` is llhttp's reason."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"malformed HTTP request: {problem}; the connection is closed")
+
+
 class ModelUnavailable(V2ServeError):
     status_code = status.HTTP_404_NOT_FOUND
 
@@ -124,6 +135,26 @@ class RequestTooLarge(V2ServeError):
 
     def __init__(self, size: int, limit: int):
         super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class URLTooLong(V2ServeError):
+    status_code = status.HTTP_414_REQUEST_URI_TOO_LONG
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(
+            f"request URL of at least {size} bytes exceeds the limit of {limit} bytes "
+            "(max_url_bytes)"
+        )
+
+
+class HeadersTooLarge(V2ServeError):
+    status_code = status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(
+            f"request headers of at least {size} bytes exceed the limit of {limit} bytes "
+            "(max_header_bytes); the connection is closed"
+        )
 
 
 class ModelLoadFailed(V2ServeError):
@@ -165,6 +196,18 @@ class PredictionFailed(V2ServeError):
 
     def __init__(self, model: str, cause: BaseException):
         super().__init__(f"model '{model}' failed to predict: {type(cause).__name__}: {cause}")
+
+
+class NonFiniteOutput(V2ServeError):
+    """JSON has no NaN or Infinity: orjson would write null, a silent wrong answer."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+
+    def __init__(self, model: str, output: str):
+        super().__init__(
+            f"model '{model}': output '{output}' holds NaN/Inf, which JSON cannot carry; "
+            "ask for binary_data_output or use gRPC"
+        )
 
 
 class Unauthenticated(V2ServeError):

@@ -22,7 +22,7 @@ from mlserver.settings import Settings
 
 from .platform import SignalFreeServer
 from .protocol.asgi import ASGIApp
-from .protocol.http_timeouts import header_timeout_protocol
+from .protocol.http_timeouts import http_protocol
 from .settings import ServerOptions
 
 logger = logging.getLogger("v2serve.server")
@@ -38,14 +38,15 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, port: int, **extra: Any) -
 
 
 def rest_config(app: ASGIApp, settings: Settings, options: ServerOptions) -> uvicorn.Config:
-    """The REST listener: v2serve's protocol (header timeout) and keep-alive, and
+    """The REST listener: v2serve's hardened protocol (header timeout, header and URL
+    limits, framing errors in JSON) and keep-alive, and
     ``shutdown_grace`` for requests in flight once it is told to exit."""
     return _uvicorn_config(
         app,
         settings,
         settings.http_port,
         root_path=settings.root_path,
-        http=header_timeout_protocol(options.http_header_timeout),
+        http=http_protocol(options),
         timeout_keep_alive=options.http_keep_alive_timeout,
         timeout_graceful_shutdown=options.shutdown_grace,
     )

@@ -82,6 +82,11 @@ REFUSED_UNLESS: dict[str, Any] = {
 
 # Triton's default limit on a request body (and on a gRPC message).
 DEFAULT_MAX_REQUEST_SIZE = 64 * 1024 * 1024
+# A request head of 64 KiB in all is far above any V2 client's (tritonclient sends a few
+# hundred bytes) and what Triton's own HTTP front end accepts; 16 KiB of URL matches
+# Node's whole-head default and leaves room for long model names.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_URL_BYTES = 16 * 1024
 
 
 V2SERVE_SECTION = "v2serve"
@@ -144,10 +149,21 @@ class ServerOptions(BaseModel):
     max_inflight_per_model: int = Field(default=256, ge=0)
     """Requests one model version may have in flight; past it, 429 / RESOURCE_EXHAUSTED at
     once instead of a queue. 0 means unbounded."""
-    http_keep_alive_timeout: int = Field(default=5, ge=1)
-    """Seconds an idle keep-alive REST connection stays open (uvicorn's timeout_keep_alive)."""
+    http_keep_alive_timeout: int = Field(default=65, ge=1)
+    """Seconds an idle keep-alive REST connection stays open (uvicorn's timeout_keep_alive).
+    Above the 60 s idle timeout of Envoy/Istio (and of most load balancers), so the proxy,
+    not v2serve, closes an idle connection: a server that closes first races the proxy's
+    next request on that connection, which the proxy answers 503 (kserve#5448)."""
     http_header_timeout: float = Field(default=10.0, gt=0)
-    """Seconds a REST client has to send a request's headers; slower ones are disconnected."""
+    """Seconds a REST client has, from a request's first byte (or from connecting), to
+    complete its headers; slower ones are disconnected. Never runs while a request is
+    served."""
+    max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024)
+    """Largest request head (request line and headers, in all) in bytes; a larger one gets
+    431 in JSON and the connection is closed, counted as it arrives."""
+    max_url_bytes: int = Field(default=DEFAULT_MAX_URL_BYTES, ge=256)
+    """Longest request URL (path and query) in bytes; a longer one gets 414 in JSON. The URL
+    is part of the head, so a URL beyond ``max_header_bytes`` gets 431 first."""
 
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:

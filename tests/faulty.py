@@ -52,3 +52,16 @@ class Slow(ClassifierMixin, BaseEstimator):
 def iris_fitted(estimator: Any) -> Any:
     X, y = load_iris(return_X_y=True)
     return estimator.fit(X, y)
+
+
+def non_finite_regressor() -> Any:
+    """A plain LinearRegression whose first coefficient is +Inf: a row [1, 0, 0, 0] predicts
+    +Inf, [-1, 0, 0, 0] -Inf and [0, 0, 0, 0] NaN (0 x Inf). It pickles as sklearn's own
+    class, so a server loads it without this module."""
+    from sklearn.linear_model import LinearRegression
+
+    X, y = load_iris(return_X_y=True)
+    model = LinearRegression().fit(X, y.astype(float))
+    model.coef_ = np.array([np.inf, 0.0, 0.0, 0.0])
+    model.intercept_ = 0.0
+    return model

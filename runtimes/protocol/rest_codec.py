@@ -5,8 +5,14 @@ A request's JSON header may be followed by binary tensor data; its length is in 
 ``parameters.binary_data_size``. Outputs come back binary when the request asks for it
 (``binary_data_output``, or ``binary_data`` on a requested output), as tritonclient does
 by default, and as JSON otherwise.
+
+Parsing is strict, as Triton's: the binary part must be consumed exactly, and the
+extension's flags must be JSON booleans (the string ``"false"`` would be truthy). JSON has
+no NaN or Infinity, so a non-finite output asked for as JSON is an error naming it,
+never orjson's silent ``null``.
 """
 
+import math
 from typing import Any
 
 import numpy as np
@@ -20,17 +26,26 @@ from mlserver.types import (
     TensorData,
 )
 
-from ..errors import InvalidInput, InvalidPayload
+from ..errors import InvalidInput, InvalidPayload, NonFiniteOutput
 from ..validation import check_parameters
 from .tensors import decode_raw, encode_raw
 
 HEADER_LENGTH = "inference-header-content-length"
+# The binary tensor data extension's flags, and the V2 sequence flags: JSON booleans only.
+BOOLEAN_PARAMETERS = ("binary_data", "binary_data_output", "sequence_start", "sequence_end")
 
 
 def _parameters(model: str, value: Any, where: str) -> Parameters | None:
     if value is None:
         return None
     check_parameters(model, where, value)
+    for key in BOOLEAN_PARAMETERS:
+        flag = value.get(key)
+        if flag is not None and not isinstance(flag, bool):
+            raise InvalidPayload(
+                f"model '{model}': {where} parameter '{key}' must be a JSON boolean, "
+                f"got {type(flag).__name__} {flag!r}"
+            )
     return Parameters.model_construct(**value)
 
 
@@ -58,6 +73,15 @@ class _BinaryReader:
         chunk = self.blob[self.offset : self.offset + size]
         self.offset += size
         return chunk
+
+    def check_consumed(self) -> None:
+        left = len(self.blob) - self.offset
+        if left:
+            raise InvalidPayload(
+                f"{left} bytes of binary data follow the last binary input; the "
+                "binary_data_size of the inputs must add up to the body after the JSON header "
+                "(Inference-Header-Content-Length)"
+            )
 
 
 def _input(model: str, item: Any, binary: _BinaryReader) -> RequestInput:
@@ -126,10 +150,12 @@ def parse_request(
     reader = _BinaryReader(binary)
     parameters = _parameters(model, document.get("parameters"), "the request") or Parameters()
     parameters.headers = headers
+    decoded = [_input(model, item, reader) for item in inputs]
+    reader.check_consumed()
     return InferenceRequest.model_construct(
         id=request_id,
         parameters=parameters,
-        inputs=[_input(model, item, reader) for item in inputs],
+        inputs=decoded,
         outputs=[_output(model, item) for item in outputs] if outputs is not None else None,
     )
 
@@ -144,13 +170,26 @@ def _wants_binary(request: InferenceRequest) -> tuple[bool, dict[str, bool]]:
     return default, per_output
 
 
-def _json_data(values: Any) -> Any:
+def _json_data(model: str, name: str, values: Any) -> Any:
     if isinstance(values, np.ndarray):
         flat = values.reshape(-1)
         if flat.dtype.kind in "OUS":
             return [v.decode() if isinstance(v, bytes) else str(v) for v in flat]
+        if flat.dtype.kind in "fc" and not np.isfinite(flat).all():
+            raise NonFiniteOutput(model, name)
         return flat
+    if isinstance(values, list) and not _finite_list(values):
+        raise NonFiniteOutput(model, name)
     return values
+
+
+def _finite_list(values: list[Any]) -> bool:
+    for value in values:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if isinstance(value, list) and not _finite_list(value):
+            return False
+    return True
 
 
 def render_response(
@@ -173,7 +212,7 @@ def render_response(
             blobs.append(blob)
             params["binary_data_size"] = len(blob)
         else:
-            entry["data"] = _json_data(values)
+            entry["data"] = _json_data(response.model_name, output.name, values)
         if params:
             entry["parameters"] = params
         outputs.append(entry)

@@ -29,6 +29,15 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
         raise InvalidPayload(f"the {encoding} body cannot be decompressed: {exc}") from exc
     if len(data) > limit:
         raise RequestTooLarge(len(data), limit)
+    # Exactly one complete member and nothing after it: zlib stops at the end of the
+    # first, and whatever follows (a second member, trailing bytes) would be ignored.
+    if not decompressor.eof:
+        raise InvalidPayload(f"the {encoding} body is truncated")
+    if decompressor.unused_data:
+        raise InvalidPayload(
+            f"{len(decompressor.unused_data)} bytes follow the end of the {encoding} stream; "
+            "a body must be exactly one compressed member"
+        )
     return data
 
 

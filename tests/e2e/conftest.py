@@ -27,8 +27,10 @@ from runtimes.examples import (
     TEST_EXAMPLES,
     TEST_FORMAT_EXAMPLES,
     train_into,
+    write_artifact,
     write_formats_into,
 )
+from tests.faulty import non_finite_regressor
 
 ROOT = Path(__file__).resolve().parents[2]
 V2SERVE = Path(sys.executable).parent / "v2serve"
@@ -89,6 +91,10 @@ def build_repository(target: Path) -> Path:
         shutil.copy(target / "breast-cancer" / "1" / "model.joblib", forced / "1" / "model.joblib")
         settings = {"parameters": {"extra": {"inference_backend": backend}}}
         (forced / "model-settings.json").write_text(json.dumps(settings))
+    # Outputs of +Inf, -Inf and NaN, which JSON cannot carry (binary and gRPC can).
+    write_artifact(non_finite_regressor(), target / "non-finite" / "1" / "model.joblib")
+    settings = {"parameters": {"extra": {"inference_backend": "sklearn"}}}
+    (target / "non-finite" / "model-settings.json").write_text(json.dumps(settings))
     # Iris declared with every numeric datatype, for the tritonclient conformance tests.
     for datatype in DATATYPES:
         typed = target / f"iris-{datatype.lower()}"

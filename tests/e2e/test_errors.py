@@ -5,7 +5,10 @@ One table, one row per bad input, each sent over REST (raw JSON via requests) an
 words the message must hold. Rows that only one protocol can express follow the table.
 """
 
+import gzip
 import json
+import select
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -298,3 +302,196 @@ def test_unknown_path_is_json_404(server):
     response = requests.get(f"{server.base}/v2/nothing/here")
     assert response.status_code == 404
     assert "error" in response.json()
+
+
+# HTTP-level refusals, sent over raw sockets: no client library sends these on purpose.
+
+
+def _raw_exchange(server: Any, chunks: list[bytes]) -> tuple[int, dict[str, str], bytes]:
+    """Send ``chunks`` one by one until the server answers (a refusal may come before
+    the last), then read the whole response: status, headers, body."""
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        for chunk in chunks:
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if select.select([sock], [], [], 0.01)[0]:
+                break
+        received = b""
+        while b"\r\n\r\n" not in received:
+            part = sock.recv(65536)
+            assert part, f"closed without a response: {received!r}"
+            received += part
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines[1:])
+        }
+        while len(body) < int(headers["content-length"]):
+            part = sock.recv(65536)
+            if not part:
+                break
+            body += part
+        return int(lines[0].split(" ")[1]), headers, body
+
+
+def _infer_head(extra: bytes) -> bytes:
+    return b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
+
+
+BODY = json.dumps(_body()).encode()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "words"),
+    [
+        (_infer_head(b"Content-Length: abc\r\n"), ["Content-Length"]),
+        (_infer_head(b"Content-Length: -5\r\n"), ["Content-Length"]),
+        (
+            _infer_head(b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(BODY), len(BODY)))
+            + BODY,
+            ["Duplicate Content-Length"],
+        ),
+        (
+            _infer_head(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+            ["Transfer-Encoding", "Content-Length"],
+        ),
+        (_infer_head(b"X-Trace: a\x00b\r\nContent-Length: 0\r\n"), ["header value"]),
+        (_infer_head(b"Transfer-Encoding: chunked\r\n") + b"zz\r\n", ["chunk size"]),
+    ],
+    ids=["cl-text", "cl-negative", "cl-twice", "cl-and-te", "nul-in-header", "bad-chunk"],
+)
+def test_malformed_http_framing_is_400_json(server, request_bytes, words):
+    status, headers, body = _raw_exchange(server, [request_bytes])
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    message = json.loads(body)["error"]
+    assert "malformed HTTP request" in message
+    for word in words:
+        assert word in message
+
+
+def test_headers_above_max_header_bytes_are_431_json(server):
+    many = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 1000) for i in range(70))
+    status, headers, body = _raw_exchange(server, [_infer_head(many)])
+    assert status == 431, body
+    assert headers["connection"] == "close"
+    assert "max_header_bytes" in json.loads(body)["error"]
+
+
+def test_one_growing_header_line_is_cut_off_at_the_limit(server):
+    """The attack from issue 14: one header line that never ends. It used to be buffered
+    to 70-80 MB; now the answer comes once the head passes 64 KiB."""
+    chunks = [b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Endless: "]
+    chunks += [b"a" * 4096] * 4096  # 16 MiB on offer; the server must stop long before
+    status, _, body = _raw_exchange(server, chunks)
+    assert status == 431, body
+    message = json.loads(body)["error"]
+    counted = int(message.split("at least ")[1].split(" bytes")[0])
+    assert 64 * 1024 < counted < 64 * 1024 + 256 * 1024, message
+
+
+def test_a_url_above_max_url_bytes_is_414_json(server):
+    long_name = b"m" * (20 * 1024)
+    request_bytes = b"GET /v2/models/" + long_name + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, headers, body = _raw_exchange(server, [request_bytes])
+    assert status == 414, body
+    assert "max_url_bytes" in json.loads(body)["error"]
+
+
+def test_a_request_under_the_limits_is_served_on_the_same_kind_of_socket(server, estimators):
+    long_header = b"X-Filler: " + b"v" * 30_000 + b"\r\n"
+    head = _infer_head(long_header + b"Content-Length: %d\r\n" % len(BODY))
+    status, _, body = _raw_exchange(server, [head + BODY])
+    assert status == 200, body
+    expected = estimators[("iris", "2")].predict(np.array([IRIS_ROW]))
+    assert json.loads(body)["outputs"][0]["data"] == expected.tolist()
+
+
+# Strict REST bodies (issue 14.11).
+
+
+def _binary_request(raw: bytes) -> tuple[bytes, dict[str, str]]:
+    tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64"}
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": 32}}]})
+    return header.encode() + raw, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
+
+
+def test_bytes_after_the_binary_inputs_are_400(server):
+    body, headers = _binary_request(IRIS_RAW + b"\0" * 8)
+    response = requests.post(f"{server.base}/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "8 bytes of binary data follow the last binary input" in response.json()["error"]
+    body, headers = _binary_request(IRIS_RAW)
+    exact = requests.post(f"{server.base}/v2/models/iris/infer", data=body, headers=headers)
+    assert exact.status_code == 200, exact.text
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ({**_body(), "parameters": {"binary_data_output": "false"}}, "'binary_data_output'"),
+        ({**_body(), "outputs": [{"name": "predict", "parameters": {"binary_data": "false"}}]},
+         "'binary_data'"),
+    ],
+    ids=["binary_data_output", "binary_data"],
+)  # fmt: skip
+def test_string_booleans_are_400_naming_the_parameter(server, document, where):
+    response = requests.post(f"{server.base}/v2/models/iris/infer", json=document)
+    assert response.status_code == 400, response.text
+    assert where in response.json()["error"] and "JSON boolean" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (gzip.compress(BODY) + b"trailing", "8 bytes follow the end of the gzip stream"),
+        (gzip.compress(BODY) + gzip.compress(BODY), "follow the end of the gzip stream"),
+        (gzip.compress(BODY)[:-6], "truncated"),
+    ],
+    ids=["trailing-bytes", "second-member", "truncated"],
+)
+def test_a_gzip_body_must_be_exactly_one_member(server, body, words):
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = requests.post(f"{server.base}/v2/models/iris/infer", data=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["error"]
+
+
+# Non-finite outputs (issue 14.5): the model predicts +Inf, -Inf and NaN.
+
+NON_FINITE_ROWS = np.array([[1.0, 0, 0, 0], [-1.0, 0, 0, 0], [0.0, 0, 0, 0]])
+
+
+def test_a_non_finite_output_over_json_is_500_naming_it(server):
+    body = _body(shape=[3, 4], data=NON_FINITE_ROWS.tolist())
+    response = requests.post(f"{server.base}/v2/models/non-finite/infer", json=body)
+    assert response.status_code == 500, response.text
+    message = response.json()["error"]
+    assert "output 'predict' holds NaN/Inf" in message, message
+    assert "binary_data_output" in message and "gRPC" in message
+
+
+def test_non_finite_outputs_travel_unchanged_in_binary_and_grpc(server, estimators):
+    with np.errstate(invalid="ignore"):  # 0 x Inf, on purpose
+        expected = estimators[("non-finite", "1")].predict(NON_FINITE_ROWS)
+    assert np.isposinf(expected[0]) and np.isneginf(expected[1]) and np.isnan(expected[2])
+    rest = httpclient.InferenceServerClient(url=server.http_url)
+    tensor = httpclient.InferInput("input-0", [3, 4], "FP64")
+    tensor.set_data_from_numpy(NON_FINITE_ROWS)
+    wanted = [httpclient.InferRequestedOutput("predict", binary_data=True)]
+    np.testing.assert_array_equal(
+        rest.infer("non-finite", [tensor], outputs=wanted).as_numpy("predict"), expected
+    )
+    grpc_client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    grpc_tensor = grpcclient.InferInput("input-0", [3, 4], "FP64")
+    grpc_tensor.set_data_from_numpy(NON_FINITE_ROWS)
+    np.testing.assert_array_equal(
+        grpc_client.infer("non-finite", [grpc_tensor]).as_numpy("predict"), expected
+    )

@@ -20,13 +20,16 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import write_artifact
-from tests.faulty import FailsOnRows, iris_fitted
+from tests.faulty import FailsOnRows, Slow, iris_fitted
 
 from .conftest import RunningServer, start_server, stop_server
 from .reliability import IRIS, PYTHONPATH, rest_infer, wait_for
 
 FAILS = iris_fitted(FailsOnRows(threshold=100.0))
 BAD_ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [1000.0, 3.0, 5.2, 2.3]])
+# Slower than the module server's 1 s header timeout. Batched, so predict runs off the
+# event loop and the loop's timers fire while it sleeps.
+SLOW = iris_fitted(Slow(seconds=1.3))
 
 
 def _repository(root: Path) -> Path:
@@ -36,11 +39,18 @@ def _repository(root: Path) -> Path:
     return root
 
 
+def _with_slow_model(root: Path) -> Path:
+    write_artifact(SLOW, root / "slow" / "1" / "model.joblib")
+    settings = {"parameters": {"extra": {"inference_backend": "sklearn", "batching": "on"}}}
+    (root / "slow" / "model-settings.json").write_text(json.dumps(settings))
+    return root
+
+
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("faults")
     env = {**PYTHONPATH, "V2SERVE_HTTP_HEADER_TIMEOUT": "1", "V2SERVE_HTTP_KEEP_ALIVE_TIMEOUT": "2"}
-    server = start_server(root / "server", _repository(root / "repo"), env=env)
+    server = start_server(root / "server", _with_slow_model(_repository(root / "repo")), env=env)
     yield server
     assert stop_server(server) == 0, server.log_text()
 
@@ -105,6 +115,56 @@ def test_idle_and_half_sent_connections_do_not_block_a_good_request(faulty):
     finally:
         for sock in idle + slow_headers + slow_bodies:
             sock.close()
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """(status line, body) of ``count`` responses with Content-Length, read in order."""
+    found: list[tuple[bytes, bytes]] = []
+    buffer = b""
+    while len(found) < count:
+        while b"\r\n\r\n" not in buffer:
+            part = sock.recv(65536)
+            assert part, f"closed after {len(found)} of {count} responses: {buffer!r}"
+            buffer += part
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        [length] = [
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ]
+        while len(buffer) < length:
+            part = sock.recv(65536)
+            assert part, "closed in the middle of a response body"
+            buffer += part
+        found.append((head.split(b"\r\n")[0], buffer[:length]))
+        buffer = buffer[length:]
+    return found
+
+
+def test_pipelined_requests_slower_than_the_header_timeout_are_all_answered(faulty):
+    """Issue 14.3: two pipelined requests that each take longer than the header timeout
+    (1 s here). The header timer used to be re-armed by the first response and to close
+    the connection under the second."""
+    body = json.dumps(
+        {"inputs": [{"name": "input-0", "shape": list(IRIS.shape), "datatype": "FP64",
+                     "data": IRIS.tolist()}]}
+    ).encode()  # fmt: skip
+    request = (
+        b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    sock = _open(faulty, request + request)
+    try:
+        answers = _read_responses(sock, 2)
+        expected = SLOW.predict(IRIS).tolist()
+        for status_line, payload in answers:
+            assert b" 200 " in status_line, (status_line, payload)
+            assert json.loads(payload)["outputs"][0]["data"] == expected
+        # The connection is still usable: a third request on it is answered.
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in _read_responses(sock, 1)[0][0]
+    finally:
+        sock.close()
 
 
 def test_an_idle_keep_alive_connection_is_closed(faulty):

@@ -21,6 +21,8 @@ from runtimes.protocol.status import GRPC_CODE_BY_HTTP_STATUS
 def test_hierarchy_is_found():
     names = {cls.__name__ for cls in all_error_classes()}
     assert {"InvalidInput", "ModelUnavailable", "PredictionFailed", "NotReady"} <= names
+    # HTTP-level refusals (REST only) and JSON's non-finite outputs map too.
+    assert {"MalformedRequest", "URLTooLong", "HeadersTooLarge", "NonFiniteOutput"} <= names
 
 
 @pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)

@@ -273,3 +273,22 @@ def test_probe_paths_are_routes_of_mlservers_rest_app():
     app = create_app(Settings(), data_plane=None, model_repository_handlers=None)
     routes = {route.path for route in app.routes if "GET" in getattr(route, "methods", set())}
     assert {path for path, _ in probe_paths()} <= routes
+
+
+# Envoy's (and so Istio's and KServe's) default idle timeout for upstream connections.
+ENVOY_IDLE_TIMEOUT = 60
+
+
+@pytest.mark.parametrize("name", sorted(runtimes()))
+def test_keep_alive_outlives_the_proxy_idle_timeout(name):
+    """kserve#5448: a server that closes an idle connection before the proxy does races
+    the proxy's next request on it, which then gets a 503."""
+    from runtimes.settings import ServerOptions
+
+    env = runtime_env(runtimes()[name])
+    default = ServerOptions().http_keep_alive_timeout
+    assert default > ENVOY_IDLE_TIMEOUT
+    value = env.get("V2SERVE_HTTP_KEEP_ALIVE_TIMEOUT")
+    effective = ServerOptions(http_keep_alive_timeout=value or default).http_keep_alive_timeout
+    assert effective > ENVOY_IDLE_TIMEOUT, (name, effective)
+    assert "http_keep_alive_timeout" not in server_settings().get("v2serve", {})

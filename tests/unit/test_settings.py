@@ -188,3 +188,18 @@ def test_an_unhonoured_mlserver_setting_in_the_environment_is_refused(
 def test_the_value_v2serve_behaves_as_is_accepted(settings_dir, key, value):
     (settings_dir / "settings.json").write_text(json.dumps({key: value}))
     build_server_config(settings_dir, None, environ={})
+
+
+def test_http_limits_and_keep_alive_defaults(settings_dir):
+    options = build_server_config(settings_dir, None, environ={}).options
+    assert (options.max_header_bytes, options.max_url_bytes) == (64 * 1024, 16 * 1024)
+    assert options.http_keep_alive_timeout == 65
+
+
+def test_http_limits_from_env_are_checked_and_named(settings_dir):
+    env = {"V2SERVE_MAX_HEADER_BYTES": "8192", "V2SERVE_MAX_URL_BYTES": "2048"}
+    options = build_server_config(settings_dir, None, environ=env).options
+    assert (options.max_header_bytes, options.max_url_bytes) == (8192, 2048)
+    for key, value in [("V2SERVE_MAX_HEADER_BYTES", "lots"), ("V2SERVE_MAX_URL_BYTES", "10")]:
+        with pytest.raises(SettingsError, match=key[len("V2SERVE_") :].lower()):
+            build_server_config(settings_dir, None, environ={key: value})
