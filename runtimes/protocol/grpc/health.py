@@ -31,6 +31,8 @@ class HealthService:
         self.watch_interval = watch_interval
 
     async def _status(self, service: str) -> int:
+        if self.data_plane.stopping:
+            return _NOT_SERVING  # the model too: its traffic is being drained
         if not service:
             return _SERVING if await self.data_plane.ready() else _NOT_SERVING
         try:
@@ -50,6 +52,7 @@ class HealthService:
     async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
         last = None
         while True:
+            stopping = self.data_plane.stopping  # read before the status it implies
             try:
                 status = await self._status(request.service)
             except Exception as exc:  # noqa: BLE001 - rendered once, in grpc.errors
@@ -57,7 +60,7 @@ class HealthService:
             if status != last:
                 last = status
                 yield health_pb2.HealthCheckResponse(status=status)
-            if self.data_plane.stopping:
+            if stopping:
                 return  # NOT_SERVING is sent; an open watch must not hold up the shutdown
             await asyncio.sleep(self.watch_interval)
 
