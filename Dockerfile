@@ -17,9 +17,10 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY runtimes ./runtimes
-# The runtime dependencies only (no test extra), each pinned by the lock file.
+# The runtime dependencies only (no test extra), each pinned by the lock file, with the
+# extras for every format the ServingRuntime lists (XGBoost, LightGBM).
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --constraint constraints.txt . \
+ && /opt/venv/bin/pip install --constraint constraints.txt '.[xgboost,lightgbm]' \
  && /opt/venv/bin/v2serve --help > /dev/null
 
 

@@ -12,6 +12,10 @@
 
 A joblib/pickle artifact still runs arbitrary code when loaded: the hash pins *which*
 file runs, not what it does (docs/reliability.md).
+
+XGBoost and LightGBM files load from the same checked bytes; an MLflow folder's sklearn
+artifact is loaded like any other, and the scikit-learn version its ``MLmodel`` or
+environment files record is held to the same policy (``runtimes.formats``).
 """
 
 import hashlib
@@ -24,9 +28,13 @@ from typing import Any
 
 import joblib
 import sklearn
+from mlserver.types import MetadataTensor
 from sklearn.exceptions import InconsistentVersionWarning
 
 from .errors import ArtifactRefused
+from .formats import format_of
+from .formats.boosters import MissingExtra, load_lightgbm, load_xgboost
+from .formats.mlflow import MLflowModelRefused, read_mlflow_model
 from .settings import ModelExtra
 
 SKOPS_SUFFIX = ".skops"
@@ -42,6 +50,12 @@ class LoadedArtifact:
     estimator: Any
     warning: str
     """A version mismatch that the policy let through, for the index reason and the log."""
+    format: str = "sklearn"
+    inputs: tuple[MetadataTensor, ...] = ()
+    """The schema the artifact declares (an MLflow signature), before model-settings.json."""
+    outputs: tuple[MetadataTensor, ...] = ()
+    example: Any = None
+    """Rows the artifact ships as an example (MLflow's input_example), or None."""
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -49,6 +63,14 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 
 def _deserialize(data: bytes, path: Path, extra: ModelExtra, refuse: Any) -> Any:
+    kind = format_of(path)
+    try:
+        if kind == "xgboost":
+            return load_xgboost(data, path.name)
+        if kind == "lightgbm":
+            return load_lightgbm(data, path.name)
+    except MissingExtra as exc:
+        raise refuse("format", str(exc)) from exc
     if path.suffix != SKOPS_SUFFIX:
         return joblib.load(io.BytesIO(data))
     import skops.io as sio
@@ -64,6 +86,45 @@ def _deserialize(data: bytes, path: Path, extra: ModelExtra, refuse: Any) -> Any
 
 
 def load_artifact(model: str, version: str | None, path: Path, extra: ModelExtra) -> LoadedArtifact:
+    if format_of(path) == "mlflow":
+        return _load_mlflow(model, version, path, extra)
+    return _load_file(model, version, path, extra)
+
+
+def _load_mlflow(model: str, version: str | None, path: Path, extra: ModelExtra) -> LoadedArtifact:
+    try:
+        found = read_mlflow_model(path.parent)
+    except MLflowModelRefused as exc:
+        raise ArtifactRefused(model, version, str(path), "MLflow flavor", str(exc)) from exc
+    loaded = _load_file(model, version, found.artifact, extra, found.sklearn_versions)
+    return LoadedArtifact(
+        loaded.estimator,
+        loaded.warning,
+        "mlflow",
+        tuple(found.inputs),
+        tuple(found.outputs),
+        example_rows(found.example, found.example_columns),
+    )
+
+
+def example_rows(example: Any, columns: tuple[str, ...]) -> Any:
+    """MLflow's example as the estimator takes it: a DataFrame for named columns."""
+    if example is None:
+        return None
+    if columns:
+        import pandas as pd
+
+        return pd.DataFrame(example, columns=list(columns))
+    return example
+
+
+def _load_file(
+    model: str,
+    version: str | None,
+    path: Path,
+    extra: ModelExtra,
+    declared_versions: tuple[str, ...] = (),
+) -> LoadedArtifact:
     def refuse(check: str, problem: str) -> ArtifactRefused:
         return ArtifactRefused(model, version, str(path), check, problem)
 
@@ -81,14 +142,15 @@ def load_artifact(model: str, version: str | None, path: Path, extra: ModelExtra
             for w in caught
             if isinstance(w.message, InconsistentVersionWarning)
         }
+        | set(declared_versions)
     )
-    return LoadedArtifact(estimator, _version_outcome(recorded, extra, refuse))
+    return LoadedArtifact(estimator, _version_outcome(recorded, extra, refuse), format_of(path))
 
 
 def _version_outcome(recorded: list[str], extra: ModelExtra, refuse: Any) -> str:
-    if not recorded or extra.sklearn_version_policy == "ignore":
-        return ""
     running = sklearn.__version__
+    if recorded == [running] or not recorded or extra.sklearn_version_policy == "ignore":
+        return ""
     problem = f"pickled with scikit-learn {', '.join(recorded)}, the server runs {running}"
     other_minor = any(_major_minor(v) != _major_minor(running) for v in recorded)
     if other_minor and extra.sklearn_version_policy == "refuse_minor":

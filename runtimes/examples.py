@@ -2,7 +2,10 @@
 
 Deterministic, offline, and importable without MLServer (the tests use it beside
 tritonclient.grpc). Artifacts are written to a temporary name and renamed into place,
-the supported way to drop a file into a watched repository.
+the supported way to drop a file into a watched repository. Examples in other formats
+(an XGBoost booster, an MLflow model folder) write a whole version folder under a
+temporary name and rename it; xgboost, lightgbm and mlflow are imported only here, at
+set-up, never by the server.
 
     python -m runtimes.examples model-repository
 """
@@ -93,6 +96,105 @@ TEST_EXAMPLES: dict[str, dict[int, Callable[[], Any]]] = {
 }
 
 
+def breast_cancer_xgboost(folder: Path) -> None:
+    """An XGBoost classifier in XGBoost's own JSON format (``save_model``)."""
+    import xgboost
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = xgboost.XGBClassifier(n_estimators=50, max_depth=4, random_state=0, n_jobs=1)
+    folder.mkdir(parents=True)
+    model.fit(X, y).save_model(folder / "model.json")
+
+
+def iris_lightgbm(folder: Path) -> None:
+    """A LightGBM multiclass booster in LightGBM's text format (``save_model``)."""
+    import lightgbm
+
+    X, y = load_iris(return_X_y=True)
+    model = lightgbm.LGBMClassifier(n_estimators=20, random_state=0, n_jobs=1, verbose=-1)
+    folder.mkdir(parents=True)
+    model.fit(X, y).booster_.save_model(str(folder / "model.txt"))
+
+
+def _save_mlflow(estimator: Any, folder: Path, example: Any, **options: Any) -> None:
+    import warnings
+
+    import mlflow.sklearn
+    import sklearn
+    from mlflow.models import infer_signature
+
+    # Naming the requirements spares MLflow a subprocess that infers them (seconds each).
+    requirements = [f"scikit-learn=={sklearn.__version__}"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        signature = infer_signature(example, estimator.predict(example))
+        mlflow.sklearn.save_model(
+            estimator,
+            str(folder),
+            signature=signature,
+            input_example=example[:2],
+            pip_requirements=requirements,
+            **options,
+        )
+
+
+def iris_mlflow(folder: Path) -> None:
+    """A Pipeline over named columns, saved by ``mlflow.sklearn.save_model``."""
+    frame = load_iris(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    _save_mlflow(model, folder, X)
+
+
+def iris_mlflow_array(folder: Path) -> None:
+    """A plain-array model with a tensor signature, pickled with cloudpickle."""
+    X, y = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    _save_mlflow(model, folder, X, serialization_format="cloudpickle")
+
+
+def wine_mlflow(folder: Path) -> None:
+    """A DataFrame with a string column through a ColumnTransformer Pipeline, in MLflow."""
+    frame = wine_frame()
+    _save_mlflow(
+        wine_columns_v1(),
+        folder,
+        frame[["alcohol", "malic_acid", "flavanoids", "proline", "colour"]],
+    )
+
+
+# Version folders written whole, by format: model -> version -> writer of the folder.
+FORMAT_EXAMPLES: dict[str, dict[int, Callable[[Path], None]]] = {
+    "breast-cancer-xgboost": {1: breast_cancer_xgboost},
+    "iris-mlflow": {1: iris_mlflow},
+}
+
+TEST_FORMAT_EXAMPLES: dict[str, dict[int, Callable[[Path], None]]] = {
+    "iris-lightgbm": {1: iris_lightgbm},
+    "iris-mlflow-array": {1: iris_mlflow_array},
+    "wine-mlflow": {1: wine_mlflow},
+}
+
+
+def write_version_folder(writer: Callable[[Path], None], folder: Path) -> None:
+    """Write under a temporary name beside ``folder``, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    staging.rmdir()  # writers create the folder themselves (MLflow insists on it)
+    writer(staging)
+    os.replace(staging, folder)
+
+
+def write_formats_into(
+    root: Path, examples: dict[str, dict[int, Callable[[Path], None]]] = FORMAT_EXAMPLES
+) -> None:
+    for model, versions in examples.items():
+        for version, writer in versions.items():
+            folder = root / model / str(version)
+            if not folder.exists():
+                write_version_folder(writer, folder)
+
+
 def write_artifact(estimator: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".joblib")
@@ -110,4 +212,6 @@ def train_into(root: Path, examples: dict[str, dict[int, Callable[[], Any]]] = E
 
 
 if __name__ == "__main__":
-    train_into(Path(sys.argv[1] if len(sys.argv) > 1 else "model-repository"))
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "model-repository")
+    train_into(target)
+    write_formats_into(target)

@@ -295,8 +295,10 @@ class ModelExtra(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    artifact: str = "model.joblib"
-    """File name of the estimator inside the version folder."""
+    artifact: str | None = None
+    """File name of the artifact inside the version folder. Default: the first found of
+    ``MLmodel``, ``model.json``, ``model.ubj``, ``model.txt``, ``model.joblib``,
+    ``model.skops``, ``model.pkl`` (``runtimes.formats``)."""
     version_policy: VersionPolicy = Field(default_factory=_default_policy)
     """Which versions are served, as in Triton. Default: the latest one."""
     allow_nan: bool = False

@@ -1,13 +1,23 @@
-"""The scikit-learn runtime: loads a joblib artifact from a version folder and serves it."""
+"""The scikit-learn runtime: loads an artifact from a version folder and serves it.
+
+The artifact is an sklearn estimator, an MLflow sklearn model, or a native XGBoost or
+LightGBM booster wrapped to look like one (``runtimes.formats``)."""
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlserver import MLModel
-from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataTensor,
+    Parameters,
+)
 
 from .artifacts import load_artifact
 from .batching import MicroBatcher, choose_batcher
@@ -16,8 +26,10 @@ from .cache.key import named_tensors
 from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
+from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .formats import find_artifact
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
@@ -36,19 +48,27 @@ class SklearnRuntime(MLModel):
     _batcher: MicroBatcher | None = None
     _backend: BackendChoice
     _labels: Any = None
+    _format: str = "sklearn"
+    _example: Any = None
     load_warning: str = ""
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
         uri = Path(parameters.uri if parameters and parameters.uri else ".")
+        artifact = uri
         try:
             self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
+            artifact = find_artifact(uri, self._extra.artifact)
             loaded = await asyncio.to_thread(
-                load_artifact, self.name, self.version, uri / self._extra.artifact, self._extra
+                load_artifact, self.name, self.version, artifact, self._extra
             )
             self._estimator, self.load_warning = loaded.estimator, loaded.warning
+            self._format, self._example = loaded.format, loaded.example
+            # model-settings.json first, then what the artifact declares (a signature).
             self._schema = derive_schema(
-                self._estimator, self._settings.inputs, self._settings.outputs
+                self._estimator,
+                self._settings.inputs or loaded.inputs,
+                self._settings.outputs or self._with_derived_outputs(loaded.outputs),
             )
             self._constraints = build_constraints(
                 self._schema, self._extra, self._settings.max_batch_size, self.name
@@ -67,7 +87,7 @@ class SklearnRuntime(MLModel):
         except SettingsError as exc:
             raise ModelLoadFailed(self.name, self.version, str(exc)) from exc
         except Exception as exc:
-            reason = f"cannot load {uri / self._extra.artifact}: {type(exc).__name__}: {exc}"
+            reason = f"cannot load {artifact}: {type(exc).__name__}: {exc}"
             raise ModelLoadFailed(self.name, self.version, reason) from exc
         self._settings.inputs = [spec.to_metadata() for spec in self._schema.inputs]
         self._settings.outputs = [spec.to_metadata() for spec in self._schema.outputs]
@@ -75,9 +95,20 @@ class SklearnRuntime(MLModel):
         self._labels = getattr(self._estimator, "classes_", None)
         example = (self._example_features(), list(self._schema.output_names[:1]))
         self._warm_up(*example)
+        if self._example is not None:
+            self._verify_example()
         self._cache = bind_model_cache(self._settings)
         self._batcher = self._choose_batching(example)
         return True
+
+    def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
+        """An artifact's declared outputs (an MLflow signature types ``predict``) plus the
+        estimator's other methods, which a signature does not describe."""
+        if not declared:
+            return []
+        named = {tensor.name for tensor in declared}
+        derived = derive_schema(self._estimator).outputs
+        return [*declared, *(spec.to_metadata() for spec in derived if spec.name not in named)]
 
     def _choose_batching(self, example: tuple[Any, list[str]]) -> MicroBatcher | None:
         batcher = choose_batcher(
@@ -113,6 +144,24 @@ class SklearnRuntime(MLModel):
             raise ModelLoadFailed(
                 self.name, self.version, f"warm-up inference failed: {exc}"
             ) from exc
+
+    def _verify_example(self) -> None:
+        """The artifact's own example (MLflow's input_example) must give an answer, and the
+        same one on the served backend as on the estimator itself."""
+        methods = list(self._schema.output_names[:1])
+        try:
+            served = self._compute(self._example, methods)
+            direct = run_methods(self.name, self._estimator, self._example, methods)
+        except Exception as exc:
+            raise ModelLoadFailed(
+                self.name, self.version, f"the model's input_example fails: {exc}"
+            ) from exc
+        for method in methods:
+            problem = disagreement(method, direct[method], served[method])
+            if problem is not None:
+                raise ModelLoadFailed(
+                    self.name, self.version, f"the served backend, on the input_example: {problem}"
+                )
 
     def _compute(self, features: Any, methods: list[str]) -> Results:
         """The compiled path where it was proven equal, sklearn for the rest."""
@@ -176,7 +225,10 @@ class SklearnRuntime(MLModel):
 
     @property
     def backend_parameters(self) -> dict[str, str]:
+        described = getattr(self._estimator, "describe", None)
         return {
+            "format": self._format,
+            **(described() if callable(described) else {}),
             "inference_backend": self._backend.backend,
             "verification": self._backend.verification,
         }

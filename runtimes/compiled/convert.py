@@ -154,6 +154,8 @@ def _width_after_prefix(estimator: Any, schema: ModelSchema) -> int:
 
 def compile_estimator(estimator: Any, schema: ModelSchema, threads: int) -> Compiled:
     """Convert and open a session; raises ConversionError naming the failing step."""
+    if hasattr(estimator, "onnx_graph"):
+        return open_session(_native_graph(estimator), threads)
     missing = unconvertible_step(estimator)
     if missing is not None:
         raise ConversionError("conversion", f"{missing} has no ONNX converter in skl2onnx")
@@ -171,6 +173,21 @@ def compile_estimator(estimator: Any, schema: ModelSchema, threads: int) -> Comp
         )
     except Exception as exc:
         raise ConversionError("conversion", f"skl2onnx: {type(exc).__name__}: {exc}") from exc
+    return open_session(cast_float32_outputs(graph), threads)
+
+
+def _native_graph(estimator: Any) -> ModelProto:
+    """A booster's own graph (``runtimes.formats.boosters``), from onnxmltools."""
+    try:
+        graph: ModelProto = estimator.onnx_graph()
+    except ImportError as exc:
+        raise ConversionError("conversion", f"onnxmltools is not installed: {exc}") from exc
+    except Exception as exc:
+        raise ConversionError("conversion", f"onnxmltools: {type(exc).__name__}: {exc}") from exc
+    return graph
+
+
+def open_session(graph: ModelProto, threads: int) -> Compiled:
     options_ = ort.SessionOptions()
     options_.intra_op_num_threads = threads
     options_.inter_op_num_threads = 1
@@ -179,7 +196,7 @@ def compile_estimator(estimator: Any, schema: ModelSchema, threads: int) -> Comp
     options_.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(
-            cast_float32_outputs(graph).SerializeToString(),
+            graph.SerializeToString(),
             options_,
             providers=["CPUExecutionProvider"],
         )

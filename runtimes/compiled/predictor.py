@@ -43,17 +43,19 @@ class CompiledPredictor:
             array = np.asarray(features, dtype=np.float64)
             return {self.compiled.input_names[0]: array} if np.isfinite(array).all() else None
         feeds: dict[str, np.ndarray] = {}
-        for spec in self.schema.inputs:
+        # The graph's inputs follow the schema's order; skl2onnx renames columns whose
+        # names are not identifiers ("sepal length (cm)" -> "sepal_length__cm_").
+        for spec, graph_input in zip(self.schema.inputs, self.compiled.input_names, strict=True):
             column = features[spec.name].to_numpy()
             if spec.datatype == "BYTES":
                 if not np.isin(column, self.vocabularies[spec.name]).all():
                     return None
-                feeds[spec.name] = column.astype(object).reshape(-1, 1)
+                feeds[graph_input] = column.astype(object).reshape(-1, 1)
             else:
                 values = column.astype(np.float64).reshape(-1, 1)
                 if not np.isfinite(values).all():
                     return None
-                feeds[spec.name] = values
+                feeds[graph_input] = values
         return feeds
 
     def raw(self, feeds: dict[str, np.ndarray], methods: Sequence[str]) -> dict[str, np.ndarray]:

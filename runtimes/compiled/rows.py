@@ -81,6 +81,10 @@ def _location_scale(estimator: Any, width: int, sample: Any) -> tuple[np.ndarray
 
 def _splits(final: Any) -> Iterator[tuple[int, float]]:
     """(feature, threshold) of every split of a tree model, in the final step's input space."""
+    native = getattr(final, "split_points", None)  # a booster (runtimes.formats.boosters)
+    if callable(native):
+        yield from native()
+        return
     trees = (
         [final] if hasattr(final, "tree_") else list(np.ravel(getattr(final, "estimators_", [])))
     )

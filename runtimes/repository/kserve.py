@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ..errors import SettingsError
+from ..formats import ARTIFACT_NAMES
 from .layout import (
     _VERSION_NAME,
     MODEL_SETTINGS_FILENAME,
@@ -31,7 +32,6 @@ from .layout import (
 logger = logging.getLogger("v2serve.repository")
 
 MODEL_NAME_VARIABLE = "MLSERVER_MODEL_NAME"
-DEFAULT_ARTIFACT = "model.joblib"
 UNVERSIONED_VERSION = 1
 
 
@@ -52,7 +52,8 @@ def detect_layout(root: Path) -> Layout:
     children = [c for c in root.iterdir() if not is_temporary(c.name)]
     if any(c.is_dir() and _VERSION_NAME.match(c.name) for c in children):
         return Layout.VERSIONED_MODEL
-    if (root / DEFAULT_ARTIFACT).is_file() or (root / MODEL_SETTINGS_FILENAME).is_file():
+    artifacts = (*ARTIFACT_NAMES, MODEL_SETTINGS_FILENAME)
+    if any((root / name).is_file() for name in artifacts):
         return Layout.SINGLE_ARTIFACT
     return Layout.REPOSITORY
 

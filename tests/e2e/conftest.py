@@ -21,7 +21,14 @@ import joblib
 import pytest
 import requests
 
-from runtimes.examples import EXAMPLES, TEST_EXAMPLES, train_into
+from runtimes.examples import (
+    EXAMPLES,
+    FORMAT_EXAMPLES,
+    TEST_EXAMPLES,
+    TEST_FORMAT_EXAMPLES,
+    train_into,
+    write_formats_into,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 V2SERVE = Path(sys.executable).parent / "v2serve"
@@ -63,6 +70,7 @@ def build_repository(target: Path) -> Path:
     shutil.copytree(ROOT / "model-repository", target, ignore=shutil.ignore_patterns("*.joblib"))
     train_into(target, EXAMPLES)
     train_into(target, TEST_EXAMPLES)
+    write_formats_into(target, {**FORMAT_EXAMPLES, **TEST_FORMAT_EXAMPLES})
     # A folder holding nothing but a pickled estimator is served with defaults.
     bare = target / "bare" / "1"
     bare.mkdir(parents=True)

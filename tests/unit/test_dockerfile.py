@@ -53,8 +53,11 @@ def test_the_build_stage_installs_the_locked_set_and_the_project():
     assert install is not None
     args = shlex.split(install.group(1))
     assert args[args.index("--constraint") + 1] == "constraints.txt"
-    assert "." in args, "the project itself, not an editable or test install"
-    assert not any("[test]" in a or a == "-e" for a in args)
+    (project,) = [a for a in args if a == "." or a.startswith(".[")]
+    assert not any("[test]" in a or a == "-e" for a in args), "not an editable or test install"
+    # Every format the ServingRuntime lists needs its library in the image.
+    extras = project.removeprefix(".").strip("[]").split(",")
+    assert {"xgboost", "lightgbm"} <= set(extras)
 
 
 def test_user_is_numeric_and_not_root():

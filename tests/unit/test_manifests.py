@@ -120,6 +120,21 @@ def test_runtime_protocols_and_format(name):
     assert "sklearn" in {f["name"] for f in spec["supportedModelFormats"]}
 
 
+def test_every_served_format_is_listed_and_has_an_example():
+    """The formats runtimes.formats serves, each listed by every runtime, never
+    autoSelected (v2serve is chosen by name), with one example InferenceService each."""
+    served = {"sklearn", "xgboost", "lightgbm", "mlflow"}
+    for name, runtime in runtimes().items():
+        listed = runtime["spec"]["supportedModelFormats"]
+        assert {f["name"] for f in listed} == served, name
+        assert not any(f.get("autoSelect") for f in listed), name
+    examples = {
+        isvc["spec"]["predictor"]["model"]["modelFormat"]["name"]
+        for isvc in of_kind("InferenceService").values()
+    }
+    assert examples == served
+
+
 def test_the_main_runtime_speaks_both_v2_protocols():
     for kind in ("ServingRuntime", "ClusterServingRuntime"):
         main = [d for d in of_kind(kind).values() if d["metadata"]["name"] == "v2serve"]
@@ -149,6 +164,11 @@ def test_inference_service_admission_rules(name):
     assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
     formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
     assert model["modelFormat"]["name"] in formats
+    if "version" in model["modelFormat"]:
+        versions = {
+            (f["name"], f.get("version")) for f in runtime["spec"]["supportedModelFormats"]
+        }
+        assert (model["modelFormat"]["name"], model["modelFormat"]["version"]) in versions
     assert predictor["minReplicas"] >= 1, "a cold start loads every model first"
     assert predictor["maxReplicas"] >= predictor["minReplicas"]
 
