@@ -25,6 +25,7 @@
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
         ├── NonFiniteOutput           500  INTERNAL  NaN/Inf in an output asked for as JSON
+        ├── Unsupported               501  UNIMPLEMENTED  a protocol feature v2serve lacks
         ├── NotReady                  503  UNAVAILABLE
         └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
@@ -32,6 +33,10 @@ HTTP statuses map to gRPC codes in ``runtimes.protocol.status``. As Starlette's
 ``HTTPException``, an error also carries the HTTP headers its answer needs
 (``Retry-After``, ``WWW-Authenticate``), so one renderer (``runtimes.protocol.rest_errors``)
 answers every REST path the same way.
+
+Names and values that come from the client pass through ``clip`` before they enter a
+message: a 20,000-character model name must not turn a NOT_FOUND into a gRPC trailer too
+large to send ("Stream removed", RESOURCE_EXHAUSTED).
 """
 
 from collections.abc import Iterable, Mapping
@@ -39,6 +44,16 @@ from types import MappingProxyType
 
 from fastapi import status
 from mlserver.errors import MLServerError
+
+CLIP_LIMIT = 200  # a name or value quoted from the client
+DETAIL_LIMIT = 1000  # free text that may quote the input (an estimator's message)
+ELLIPSIS = "…"
+
+
+def clip(value: object, limit: int = CLIP_LIMIT) -> str:
+    """``value`` as text, cut to ``limit`` characters with an ellipsis when longer."""
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
 
 
 class V2ServeError(MLServerError):
@@ -58,36 +73,41 @@ class InvalidInput(BadRequest):
     def __init__(self, model: str, input_name: str, rule: str, expected: str, got: str):
         self.input_name = input_name
         super().__init__(
-            f"model '{model}': input '{input_name}' {rule}: expected {expected}, got {got}"
+            f"model '{clip(model)}': input '{clip(input_name)}' {rule}: "
+            f"expected {expected}, got {clip(got)}"
         )
 
 
 class InvalidOutput(BadRequest):
     def __init__(self, model: str, output_name: str, offered: Iterable[str]):
         super().__init__(
-            f"model '{model}': unknown requested output '{output_name}': "
-            f"expected one of {sorted(offered)}"
+            f"model '{clip(model)}': unknown requested output '{clip(output_name)}': "
+            f"expected one of {clip(sorted(offered))}"
         )
 
 
 class InvalidPayload(BadRequest):
     def __init__(self, problem: str):
-        super().__init__(f"invalid inference request: {problem}")
+        super().__init__(f"invalid inference request: {clip(problem, DETAIL_LIMIT)}")
 
 
 class EstimatorRejectedInput(BadRequest):
     def __init__(self, model: str, method: str, cause: BaseException):
-        super().__init__(f"model '{model}' rejected the input in {method}: {cause}")
+        super().__init__(
+            f"model '{clip(model)}' rejected the input in {method}: {clip(cause, DETAIL_LIMIT)}"
+        )
 
 
 class InvalidClassification(BadRequest):
     def __init__(self, model: str, output: str, problem: str):
-        super().__init__(f"model '{model}': output '{output}' classification: {problem}")
+        super().__init__(
+            f"model '{clip(model)}': output '{clip(output)}' classification: {problem}"
+        )
 
 
 class InvalidModelName(BadRequest):
     def __init__(self, name: str, why: str):
-        super().__init__(f"invalid model name '{name}': {why}")
+        super().__init__(f"invalid model name '{clip(name)}': {why}")
 
 
 class CorsRefused(BadRequest):
@@ -106,11 +126,13 @@ class ModelUnavailable(V2ServeError):
     status_code = status.HTTP_404_NOT_FOUND
 
     def __init__(self, model: str, version: str | None = None, available: Iterable[str] = ()):
-        listed = ", ".join(available) or "none"
+        listed = clip(", ".join(available) or "none")
         if version is None:
-            message = f"model '{model}' not found"
+            message = f"model '{clip(model)}' not found"
         else:
-            message = f"model '{model}' has no version '{version}' (available: {listed})"
+            message = (
+                f"model '{clip(model)}' has no version '{clip(version)}' (available: {listed})"
+            )
         super().__init__(message)
 
 
@@ -162,7 +184,7 @@ class ModelLoadFailed(V2ServeError):
 
     def __init__(self, model: str, version: str | None, reason: str):
         self.reason = reason
-        where = f"model '{model}'" + (f" version {version}" if version else "")
+        where = f"model '{clip(model)}'" + (f" version {clip(version)}" if version else "")
         super().__init__(f"{where} failed to load: {reason}")
 
 
@@ -195,7 +217,17 @@ class PredictionFailed(V2ServeError):
     status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
 
     def __init__(self, model: str, cause: BaseException):
-        super().__init__(f"model '{model}' failed to predict: {type(cause).__name__}: {cause}")
+        super().__init__(
+            f"model '{clip(model)}' failed to predict: "
+            f"{type(cause).__name__}: {clip(cause, DETAIL_LIMIT)}"
+        )
+
+
+class Unsupported(V2ServeError):
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+
+    def __init__(self, feature: str):
+        super().__init__(f"v2serve does not support {clip(feature)}")
 
 
 class NonFiniteOutput(V2ServeError):
@@ -216,7 +248,8 @@ class Unauthenticated(V2ServeError):
 
     def __init__(self, api: str, got: str):
         super().__init__(
-            f"the control API '{api}' needs the header 'authorization: Bearer <token>', got {got}"
+            f"the control API '{clip(api)}' needs the header 'authorization: Bearer <token>', "
+            f"got {got}"
         )
 
 
@@ -226,7 +259,7 @@ class TooManyRequests(V2ServeError):
     headers = MappingProxyType({"retry-after": str(retry_after_seconds)})
 
     def __init__(self, model: str, version: str | None, limit: int):
-        where = f"model '{model}'" + (f" version {version}" if version else "")
+        where = f"model '{clip(model)}'" + (f" version {clip(version)}" if version else "")
         super().__init__(
             f"{where} has {limit} requests in flight, its limit (max_inflight_per_model); "
             f"retry after {self.retry_after_seconds}s"
@@ -237,14 +270,14 @@ class WorkerUnavailable(V2ServeError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
     def __init__(self, model: str, what: str):
-        super().__init__(f"model '{model}': the parallel-inference worker {what}; retry")
+        super().__init__(f"model '{clip(model)}': the parallel-inference worker {what}; retry")
 
 
 class NotReady(V2ServeError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
     def __init__(self, model: str, version: str | None):
-        where = f"model '{model}'" + (f" version {version}" if version else "")
+        where = f"model '{clip(model)}'" + (f" version {clip(version)}" if version else "")
         super().__init__(f"{where} is not ready")
 
 

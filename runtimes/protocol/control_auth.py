@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import SettingsError, Unauthenticated
 from ..settings import ServerOptions
 from .asgi import respond_error
+from .grpc.errors import abort
 
 _GUARDED_PATHS = re.compile(
     r"^/v2/(?:repository(?:/.*)?|models/stats/?"
@@ -110,12 +111,14 @@ class ControlTokenInterceptor(aio.ServerInterceptor):
             try:
                 _check(self.token, method, header if isinstance(header, str) else None)
             except Unauthenticated as exc:
-                return _refusing_handler(str(exc))
+                return _refusing_handler(exc)
         return await continuation(handler_call_details)
 
 
-def _refusing_handler(message: str) -> grpc.RpcMethodHandler:
+def _refusing_handler(exc: Unauthenticated) -> grpc.RpcMethodHandler:
+    """Every guarded method is unary, so the refusal is a unary handler."""
+
     async def refuse(request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await abort(context, exc)
 
     return grpc.unary_unary_rpc_method_handler(refuse)

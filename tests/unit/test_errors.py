@@ -78,3 +78,31 @@ def _instance(cls: type[V2ServeError]) -> V2ServeError:
         else:
             arguments.append("x")
     return cls(*arguments)
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_every_error_renders_over_grpc_with_its_mapped_code(cls: type[V2ServeError]):
+    from runtimes.protocol.grpc.errors import grpc_status
+
+    error = _instance(cls)
+    code, message = grpc_status(error)
+    assert code is GRPC_CODE_BY_HTTP_STATUS[cls.status_code]
+    assert message == str(error)
+
+
+def test_an_unexpected_exception_renders_as_internal_and_bounded():
+    from runtimes.protocol.grpc.errors import MESSAGE_LIMIT, grpc_status
+
+    code, message = grpc_status(KeyError("k" * 50_000))
+    assert code is grpc.StatusCode.INTERNAL
+    assert message.startswith("internal error: KeyError: ") and len(message) == MESSAGE_LIMIT
+
+
+def test_clip_bounds_client_values_with_an_ellipsis():
+    from runtimes.errors import CLIP_LIMIT, ModelUnavailable, clip
+
+    assert clip("short") == "short"
+    assert clip("a" * CLIP_LIMIT) == "a" * CLIP_LIMIT
+    long = clip("a" * 20_000)
+    assert len(long) == CLIP_LIMIT and long.endswith("…")
+    message = str(ModelUnavailable("m" * 20_000, "v" * 20_000, ["1"]))
+    assert len(message) < 3 * CLIP_LIMIT and "m" * 150 in message and "v" * 150 in message

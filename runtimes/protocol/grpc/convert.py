@@ -3,6 +3,10 @@
 Parameters of all five kinds (bool, int64, string, double, uint64) survive the trip;
 MLServer's own converter drops double and uint64. Inputs without typed contents take the
 ``raw_input_contents`` buffers in order, as in MLServer and Triton.
+
+Typed contents must sit in the one field of the tensor's datatype (``CONTENTS_FIELD``), as
+Triton requires: FP64 values sent in ``fp32_contents`` would otherwise be cast silently
+(5.1 becomes 5.0999999). FP16 and BF16 have no typed field and travel raw.
 """
 
 from collections.abc import Mapping
@@ -18,12 +22,42 @@ from mlserver.types import (
     TensorData,
 )
 
-from ...errors import InvalidPayload
+from ...errors import InvalidInput, InvalidPayload
 from ...validation import check_parameters
 from ..tensors import decode_raw, encode_raw
 from .messages import message
 
 _UINT64_FROM = 2**63
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def typed_contents(model: str, tensor: Any) -> list[Any]:
+    """The values of ``tensor.contents``, refused unless in its datatype's own field."""
+    populated = tensor.contents.ListFields()
+    if not populated:
+        return []
+    expected = CONTENTS_FIELD.get(tensor.datatype)
+    sent = [descriptor.name for descriptor, _ in populated]
+    if sent != [expected]:
+        raise InvalidInput(
+            model,
+            tensor.name,
+            "contents",
+            f"{tensor.datatype} values in {expected}"
+            if expected
+            else f"raw_input_contents, as datatype '{tensor.datatype}' has no typed field",
+            f"values in {', '.join(sent)}",
+        )
+    return list(populated[0][1])
 
 
 def read_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,10 +108,7 @@ def to_inference_request(request: Any, headers: dict[str, str]) -> InferenceRequ
         if buffer is not None:
             data: Any = decode_raw(model, tensor.name, tensor.datatype, shape, buffer)
         else:
-            # Any populated field is read, so that strings sent for a numeric input are
-            # reported as such by validation rather than as a missing tensor.
-            populated = tensor.contents.ListFields()
-            data = list(populated[0][1]) if populated else []
+            data = typed_contents(model, tensor)
         inputs.append(
             RequestInput.model_construct(
                 name=tensor.name,

@@ -1,13 +1,16 @@
-"""The gRPC server: v2serve's handlers in place of MLServer's servicers, with MLServer's
-interceptors (Prometheus, access logs) and message-size options kept."""
+"""The gRPC server: v2serve's handlers in place of MLServer's servicers, MLServer's
+message-size options kept, and v2serve's own interceptor for metrics and the access log
+(``observe.py``: MLServer's broke every streaming handler)."""
 
 import logging
 from typing import Any
 
 import grpc
 from grpc import aio
-from mlserver.grpc.interceptors import LoggingInterceptor, PromServerInterceptor
 from mlserver.settings import Settings
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from .observe import CallObserver, GrpcMetrics
 
 logger = logging.getLogger("v2serve.grpc")
 
@@ -18,10 +21,12 @@ class GRPCServer:
         settings: Settings,
         handlers: list[grpc.GenericRpcHandler],
         interceptors: list[aio.ServerInterceptor] | None = None,
+        registry: CollectorRegistry = REGISTRY,
     ):
         self._settings = settings
         self._handlers = handlers
         self._extra_interceptors = interceptors or []
+        self.metrics = GrpcMetrics(registry) if settings.metrics_endpoint else None
         self._server: aio.Server | None = None
 
     def _options(self) -> list[tuple[str, Any]]:
@@ -35,12 +40,12 @@ class GRPCServer:
         ]
 
     def _interceptors(self) -> list[aio.ServerInterceptor]:
-        interceptors: list[aio.ServerInterceptor] = list(self._extra_interceptors)
-        if self._settings.debug:
-            interceptors.append(LoggingInterceptor())
-        if self._settings.metrics_endpoint:
-            interceptors.append(PromServerInterceptor(enable_handling_time_histogram=True))
-        return interceptors
+        # The observer goes first, so that calls refused by a later interceptor (the
+        # control token) are counted and logged too.
+        interceptors: list[aio.ServerInterceptor] = []
+        if self.metrics is not None or self._settings.debug:
+            interceptors.append(CallObserver(self.metrics, access_log=self._settings.debug))
+        return [*interceptors, *self._extra_interceptors]
 
     async def start(self) -> None:
         self._server = aio.server(interceptors=self._interceptors(), options=self._options())

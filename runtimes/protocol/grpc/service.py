@@ -1,29 +1,27 @@
 """Triton's GRPCInferenceService over v2serve's DataPlane, plus grpc.health.v1.Health.
 
-Errors carry the gRPC code mapped once in ``runtimes.protocol.status``. Stream errors are
-sent in-stream as ``ModelStreamInferResponse.error_message``, as Triton does, so one bad
-request does not end the stream. Shared memory, tracing and log settings are not
-supported and answer UNIMPLEMENTED at once.
+Every error is rendered by ``grpc.errors`` (the code from the HTTP status it carries).
+Stream errors are sent in-stream as ``ModelStreamInferResponse.error_message`` with the
+request's id in ``infer_response.id``, as Triton does, so one bad request does not end the
+stream and the client can tell which request failed. Shared memory, tracing and log
+settings are not supported and answer UNIMPLEMENTED at once.
 """
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from mlserver.errors import MLServerError
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.types import RepositoryIndexRequest
 
 from ...dataplane import V2DataPlane
-from ...errors import ModelUnavailable
+from ...errors import ModelUnavailable, Unsupported
 from ...extensions.handlers import ExtensionHandlers
-from ..status import GRPC_CODE_BY_HTTP_STATUS
 from .convert import to_infer_response, to_inference_request
+from .errors import abort, grpc_status, log_unexpected
 from .messages import SERVICE_NAME, message, service_methods
 
-logger = logging.getLogger("v2serve.grpc")
 UNSUPPORTED = {
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
@@ -33,14 +31,6 @@ UNSUPPORTED = {
 
 def _headers(context: Any) -> dict[str, str]:
     return {key: str(value) for key, value in context.invocation_metadata() or ()}
-
-
-async def _abort(context: Any, exc: Exception) -> None:
-    if isinstance(exc, MLServerError):
-        code = GRPC_CODE_BY_HTTP_STATUS.get(exc.status_code, grpc.StatusCode.UNKNOWN)
-        await context.abort(code, str(exc))
-    logger.error("unexpected error on a gRPC call", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
 class TritonService:
@@ -97,11 +87,13 @@ class TritonService:
         self, requests: AsyncIterator[Any], context: Any
     ) -> AsyncIterator[Any]:
         reply = message("ModelStreamInferResponse")
+        failed = message("ModelInferResponse")
         async for request in requests:
             try:
                 yield reply(infer_response=await self._infer(request, context))
             except Exception as exc:  # noqa: BLE001 - reported in-stream, as Triton does
-                yield reply(error_message=str(exc))
+                log_unexpected(exc)
+                yield reply(error_message=grpc_status(exc)[1], infer_response=failed(id=request.id))
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         config = await self.extensions.model_config(request.name, request.version or None)
@@ -135,15 +127,15 @@ def _unary(method: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any],
     async def handler(request: Any, context: Any) -> Any:
         try:
             return await method(request, context)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status code once
-            await _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001 - rendered once, in grpc.errors
+            await abort(context, exc)
 
     return handler
 
 
 def _unsupported(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
     async def handler(request: Any, context: Any) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"v2serve does not support {name}")
+        await abort(context, Unsupported(name))
 
     return handler
 
