@@ -58,7 +58,9 @@ class Layout:
 
 
 def _repository(mount: Path) -> Layout:
-    shutil.copytree(ROOT / "model-repository", mount, dirs_exist_ok=True)
+    # The settings only: version folders that `make models` trained here are not the layout's.
+    untrained = shutil.ignore_patterns("[0-9]*")
+    shutil.copytree(ROOT / "model-repository", mount, dirs_exist_ok=True, ignore=untrained)
     served = {}
     for model, versions in EXAMPLES.items():
         for version, train in versions.items():
