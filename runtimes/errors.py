@@ -20,7 +20,8 @@
         ├── HeadersTooLarge           431  RESOURCE_EXHAUSTED  over max_header_bytes (REST only)
         ├── ModelLoadFailed           422  FAILED_PRECONDITION  an artifact that will not load
         │   ├── CompilationFailed     422  ONNX conversion or verification failed
-        │   └── ArtifactRefused       422  a hash, type or sklearn version check refused it
+        │   ├── ArtifactRefused       422  a hash, type or sklearn version check refused it
+        │   └── OutsideRepository     422  a path the model names leads outside the repository
         ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
@@ -204,6 +205,15 @@ class ArtifactRefused(ModelLoadFailed):
         self.path = path
         self.check = check
         super().__init__(model, version, f"{path} refused ({check}): {problem}")
+
+
+class OutsideRepository(ModelLoadFailed):
+    """A folder, artifact, uri or sample that a model's layout or settings name resolves
+    outside the repository root (a symlink, ``..`` or an absolute path)."""
+
+    def __init__(self, model: str, version: str | None, what: str, problem: str):
+        self.what = what
+        super().__init__(model, version, f"{what} {problem}")
 
 
 class SettingsError(V2ServeError):

@@ -17,12 +17,14 @@ from mlserver.types import (
 from .errors import InvalidModelName
 from .repository import VersionedRepository
 from .repository.controller import RepositoryController
-from .repository.layout import escapes, is_valid_model_name
+from .repository.layout import MAX_NAME_BYTES, escapes, is_valid_model_name
 from .repository.states import ModelStates, VersionState
 
 
 def check_model_name(root: Path, name: str) -> None:
     """Reject names that could reach outside the repository: a 400, never a lookup."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InvalidModelName(name, f"longer than {MAX_NAME_BYTES} bytes, the file-name limit")
     if not is_valid_model_name(name):
         raise InvalidModelName(name, "use letters, digits, '.', '_' and '-' only")
     candidate = root / name

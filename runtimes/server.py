@@ -11,19 +11,17 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
 import uvicorn
 from mlserver.batching import load_batching
 from mlserver.logging import configure_logger
-from mlserver.model import MLModel
 from mlserver.parallel import InferencePoolRegistry
 from mlserver.parallel.worker import Worker
 from mlserver.settings import ModelSettings
 
 from .cache import configure as configure_cache
+from .cache import response_cache
 from .dataplane import V2DataPlane
-from .errors import ModelLoadFailed
 from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
@@ -41,8 +39,9 @@ from .protocol.rest_metrics import MetricsApp
 from .repository import VersionedRepository
 from .repository.controller import RepositoryController
 from .repository.inflight import InFlight
+from .repository.lifecycle import VersionLifecycle
 from .repository.registry import V2ModelRegistry
-from .repository.states import ModelStates, VersionState
+from .repository.states import ModelStates
 from .repository_api import V2RepositoryHandlers
 from .settings import ServerConfig, build_cache_settings
 
@@ -101,7 +100,19 @@ class V2Server:
             ),
         )
         self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
-        self.controller = RepositoryController(self.repository, self, self.states, self.options)
+        self.lifecycle = VersionLifecycle(
+            self._model_registry,
+            self.states,
+            self.inflight,
+            drain_timeout=self.options.drain_timeout,
+            root=self.repository.root,
+            listeners=[
+                listener
+                for listener in (self.statistics, self.metrics, response_cache())
+                if listener is not None
+            ],
+        )
+        self.controller = RepositoryController(self.repository, self.lifecycle, self.options)
         self.repository_handlers = V2RepositoryHandlers(
             self.repository, self._model_registry, self.controller, self.states
         )
@@ -136,58 +147,6 @@ class V2Server:
         if worker.pid:
             await stop_metrics(self.settings, worker.pid)
 
-    async def load_version(self, model_settings: ModelSettings) -> bool:
-        """Load one version; a failure is recorded and logged, never fatal to the server."""
-        name, version = model_settings.name, model_settings.version or ""
-        started = time.perf_counter()
-        if not self.states.has_version_ready(name, version):
-            self.states.set(name, version, VersionState.LOADING)
-        try:
-            model = await self._model_registry.load(model_settings)
-        except Exception as exc:
-            reason = (
-                exc.reason if isinstance(exc, ModelLoadFailed) else f"{type(exc).__name__}: {exc}"
-            )
-            if self.states.has_version_ready(name, version):
-                self.states.set(name, version, VersionState.READY, reason)
-            else:
-                self.states.set(name, version, VersionState.UNAVAILABLE, reason)
-            logger.error("model '%s' version %s failed to load: %s", name, version, reason)
-            self._observe_load(name, version, started, ok=False)
-            return False
-        self._observe_load(name, version, started, ok=True)
-        warning = str(getattr(model, "load_warning", ""))
-        backend = str(getattr(model, "backend_description", ""))
-        self.states.set(
-            name, version, VersionState.READY, "; ".join(filter(None, [warning, backend]))
-        )
-        if warning:
-            logger.warning("model '%s' version %s: %s", name, version, warning)
-        logger.info("model '%s' version %s is ready (%s)", name, version, backend or "loaded")
-        return True
-
-    async def retire_version(self, name: str, version: str) -> None:
-        """Stop routing to a version at once; unload it once its requests have finished."""
-        self.states.set(name, version, VersionState.UNLOADING)
-        timeout = self.options.drain_timeout
-
-        async def drained(model: MLModel) -> None:
-            if not await self.inflight.drained(model, timeout):
-                logger.warning(
-                    "model '%s' version %s unloaded with requests in flight", name, version
-                )
-
-        assert isinstance(self._model_registry, V2ModelRegistry)
-        await self._model_registry.retire(name, version, drained)
-        self.states.forget(name, version)
-        if self.metrics is not None:
-            self.metrics.forget(name, version)
-        logger.info("model '%s' version %s is unloaded", name, version)
-
-    def _observe_load(self, name: str, version: str, started: float, ok: bool) -> None:
-        if self.metrics is not None:
-            self.metrics.load_finished(name, version, time.perf_counter() - started, ok)
-
     async def start(self, models_settings: list[ModelSettings] | None = None) -> None:
         servers = [serve_http(self.rest_server), self.grpc_server.start()]
         if self.metrics_server is not None:
@@ -195,7 +154,7 @@ class V2Server:
         self._serving = [asyncio.ensure_future(server) for server in servers]
         servers_task = asyncio.gather(*self._serving)
         if self.settings.load_models_at_startup:
-            self.states.expected_models = {m.name for m in self.repository.model_folders()}
+            self.lifecycle.expect(m.name for m in self.repository.model_folders())
             await self.controller.reconcile(settle_all=True)
         if self.options.watch and not self._stopping:
             self.controller.start_watching()

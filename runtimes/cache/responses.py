@@ -99,6 +99,18 @@ class ResponseCache:
     def usage(self) -> dict[str, ModelUsage]:
         return self.backend.usage()
 
+    # A LifecycleListener (runtimes.repository.lifecycle). Entries belong to a runtime
+    # instance's scope, released by its unload; the lookup counters are per version.
+    def version_loaded(self, model: str, version: str, seconds: float) -> None:
+        pass
+
+    def load_failed(self, model: str, version: str, seconds: float, reason: str) -> None:
+        pass
+
+    def version_retired(self, model: str, version: str) -> None:
+        with self._lock:
+            self._stats.pop((model, version), None)
+
 
 class ModelCache:
     """One runtime instance's handle: the shared cache bound to that instance's scope."""

@@ -64,6 +64,16 @@ class Statistics:
     def forget(self, model: str, version: str) -> None:
         self._versions.pop((model, version), None)
 
+    # A LifecycleListener (runtimes.repository.lifecycle): a retired version's counts go.
+    def version_loaded(self, model: str, version: str, seconds: float) -> None:
+        pass
+
+    def load_failed(self, model: str, version: str, seconds: float, reason: str) -> None:
+        pass
+
+    def version_retired(self, model: str, version: str) -> None:
+        self.forget(model, version)
+
     def snapshot(
         self, versions: Iterable[tuple[str, str]], cache: dict[tuple[str, str], dict[str, Any]]
     ) -> dict[str, Any]:

@@ -222,6 +222,16 @@ class ServingMetrics:
         if not ok:
             self.load_failures.labels(model, version).inc()
 
+    # A LifecycleListener (runtimes.repository.lifecycle).
+    def version_loaded(self, model: str, version: str, seconds: float) -> None:
+        self.load_finished(model, version, seconds, ok=True)
+
+    def load_failed(self, model: str, version: str, seconds: float, reason: str) -> None:
+        self.load_finished(model, version, seconds, ok=False)
+
+    def version_retired(self, model: str, version: str) -> None:
+        self.forget(model, version)
+
     def forget(self, model: str, version: str) -> None:
         """Drop a retired version's request series, so cardinality follows what is served.
 

@@ -12,28 +12,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
-
-from mlserver.settings import ModelSettings
 
 from ..errors import ModelLoadFailed, ModelUnavailable, SettingsError
 from ..settings import ServerOptions, VersionPolicy
 from .inotify import Inotify, open_inotify
-from .layout import MODEL_SETTINGS_FILENAME, Fingerprint, ModelFolder, fingerprint
+from .layout import MODEL_SETTINGS_FILENAME, Fingerprint, ModelFolder, escapes, fingerprint
+from .lifecycle import VersionLifecycle
 from .planner import Plan, VersionView, plan
 from .repository import VersionedRepository, model_values, version_policy, version_settings
-from .states import ModelStates, VersionState
 
 logger = logging.getLogger("v2serve.repository")
 Key = tuple[str, int]
-
-
-class VersionLoader(Protocol):
-    async def load_version(self, model_settings: ModelSettings) -> bool: ...
-
-    async def retire_version(self, name: str, version: str) -> None: ...
 
 
 @dataclass
@@ -47,19 +37,18 @@ class RepositoryController:
     def __init__(
         self,
         repository: VersionedRepository,
-        loader: VersionLoader,
-        states: ModelStates,
+        lifecycle: VersionLifecycle,
         options: ServerOptions,
     ):
         self.repository = repository
-        self.loader = loader
-        self.states = states
+        self.lifecycle = lifecycle
+        self.states = lifecycle.states
         self.options = options
         self.held: set[str] = set()
         self._seen: dict[Key, _Seen] = {}
         self._served: dict[Key, Fingerprint] = {}
         self._failed: dict[Key, Fingerprint] = {}
-        self._lock = asyncio.Lock()
+        self._scan_lock = asyncio.Lock()
         self._inotify: Inotify | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +64,7 @@ class RepositoryController:
         views: dict[int, VersionView] = {}
         for version, path in model.versions.items():
             key = (model.name, version)
-            current = shared + fingerprint(path)
+            current = shared + fingerprint(path, model.repository_root)
             # A file renamed over an artifact of a known version is instant too; files
             # renamed into a new folder are not (rsync builds folders that way).
             known = key in self._served or key in self._failed
@@ -105,12 +94,12 @@ class RepositoryController:
         key = (model.name, version)
         try:
             settings = version_settings(model, version, values)
-        except SettingsError as exc:
-            self.states.set(model.name, str(version), VersionState.UNAVAILABLE, str(exc))
-            logger.error("model '%s' version %s is unavailable: %s", model.name, version, exc)
+        except (SettingsError, ModelLoadFailed) as exc:
+            reason = exc.reason if isinstance(exc, ModelLoadFailed) else str(exc)
+            self.lifecycle.refuse(model.name, str(version), reason)
             self._failed[key] = fp
             return
-        if await self.loader.load_version(settings):
+        if await self.lifecycle.load(settings):
             self._served[key] = fp
             self._failed.pop(key, None)
         else:
@@ -118,17 +107,17 @@ class RepositoryController:
 
     async def _retire(self, name: str, version: int) -> None:
         self._served.pop((name, version), None)
-        await self.loader.retire_version(name, str(version))
+        await self.lifecycle.retire(name, str(version))
 
     async def _reconcile_model(self, model: ModelFolder, now: float, settle_all: bool) -> None:
         try:
             values = model_values(model)
             policy = version_policy(model, values)
-        except SettingsError as exc:
-            self.states.set(model.name, "", VersionState.UNAVAILABLE, str(exc))
-            logger.error("model '%s' is unavailable: %s", model.name, exc)
+        except (SettingsError, ModelLoadFailed) as exc:
+            reason = exc.reason if isinstance(exc, ModelLoadFailed) else str(exc)
+            self.lifecycle.refuse(model.name, "", reason)
             return
-        self.states.forget(model.name, "")
+        self.lifecycle.forget(model.name, "")
         present = self._view(model, now, settle_all)
         for version in self._plan(model.name, present, policy).load:
             await self._load(model, values, version, present[version].fingerprint)
@@ -136,7 +125,7 @@ class RepositoryController:
             await self._retire(model.name, version)
         for version in present:
             if version not in policy.select(present) and (model.name, version) not in self._served:
-                self.states.forget(model.name, str(version))
+                self.lifecycle.forget(model.name, str(version))
 
     async def _remove_model(self, name: str) -> None:
         for version in sorted(self._served_versions(name)):
@@ -144,54 +133,65 @@ class RepositoryController:
         for key in [k for k in (*self._seen, *self._failed) if k[0] == name]:
             self._seen.pop(key, None)
             self._failed.pop(key, None)
-        for status in self.states.of_model(name):
-            self.states.forget(name, status.version)
-        self.states.expected_models.discard(name)
+        self.lifecycle.remove_model(name)
 
-    async def reconcile(self, only: Iterable[str] | None = None, settle_all: bool = False) -> None:
-        async with self._lock:
+    async def reconcile(self, settle_all: bool = False) -> None:
+        """One scan of the whole repository. Scans run one at a time; each model's work
+        runs under that model's lock, so an explicit load or unload never interleaves."""
+        async with self._scan_lock:
             now = time.monotonic()
             consumed = set(self._inotify.renamed_in) if self._inotify else set()
             folders = {m.name: m for m in self.repository.model_folders()}
-            wanted = set(only) if only is not None else None
             for name, model in folders.items():
-                if (wanted is None or name in wanted) and name not in self.held:
+                async with self.lifecycle.model_lock(name):
+                    if name in self.held:
+                        continue
                     if self._inotify:
                         self._watch(model)
                     await self._reconcile_model(model, now, settle_all)
             known = {m for m, _ in self._served} | {s.model for s in self.states.all()}
-            for name in known - set(folders):
-                if wanted is None or name in wanted:
+            for name in sorted(known - set(folders)):
+                async with self.lifecycle.model_lock(name):
                     await self._remove_model(name)
             if self._inotify:
                 self._inotify.renamed_in -= consumed
 
+    def _folder(self, name: str) -> ModelFolder | None:
+        return next((m for m in self.repository.model_folders() if m.name == name), None)
+
     # -- explicit control (the repository API) -----------------------------------------
 
     async def load_model(self, name: str) -> None:
-        if not any(m.name == name for m in self.repository.model_folders()):
-            raise ModelUnavailable(name)
-        self.held.discard(name)
-        await self.reconcile(only=[name], settle_all=True)
-        if not self.states.has_ready_version(name):
-            reasons = "; ".join(s.reason for s in self.states.of_model(name) if s.reason)
-            raise ModelLoadFailed(name, None, reasons or "no version could be loaded")
+        """Load what the policy selects, now; the verdict is taken under the model's lock,
+        so an unload that arrives meanwhile waits for it instead of falsifying it."""
+        async with self.lifecycle.model_lock(name):
+            model = self._folder(name)
+            if model is None:
+                raise ModelUnavailable(name)
+            self.held.discard(name)
+            if self._inotify:
+                self._watch(model)
+            await self._reconcile_model(model, time.monotonic(), settle_all=True)
+            if not self.states.has_ready_version(name):
+                reasons = "; ".join(s.reason for s in self.states.of_model(name) if s.reason)
+                raise ModelLoadFailed(name, None, reasons or "no version could be loaded")
 
     async def unload_model(self, name: str) -> None:
-        in_folder = any(m.name == name for m in self.repository.model_folders())
-        if not in_folder and name not in {m for m, _ in self._served}:
-            raise ModelUnavailable(name)
-        async with self._lock:
+        async with self.lifecycle.model_lock(name):
+            if self._folder(name) is None and name not in {m for m, _ in self._served}:
+                raise ModelUnavailable(name)
             self.held.add(name)
             await self._remove_model(name)
 
     # -- watching ----------------------------------------------------------------------
 
     def _watch(self, model: ModelFolder) -> None:
+        """Folders inside the repository only: a link out of it is refused, not watched."""
         assert self._inotify is not None
         self._inotify.watch(model.path)
         for path in model.versions.values():
-            self._inotify.watch(path)
+            if not escapes(model.repository_root, path):
+                self._inotify.watch(path)
 
     def _pending_settle(self, now: float) -> float | None:
         waits = [

@@ -75,6 +75,6 @@ def single_model_folder(root: Path, model_name: str | None) -> ModelFolder | Non
         return None
     name = model_name or root.name
     if layout is Layout.VERSIONED_MODEL:
-        folder = scan_model(root)
-        return ModelFolder(name=name, path=root, versions=folder.versions)
-    return ModelFolder(name=name, path=root, versions={UNVERSIONED_VERSION: root})
+        folder = scan_model(root, root)
+        return ModelFolder(name=name, path=root, versions=folder.versions, root=root)
+    return ModelFolder(name=name, path=root, versions={UNVERSIONED_VERSION: root}, root=root)

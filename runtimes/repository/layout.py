@@ -4,6 +4,7 @@ Pure functions over the file system, so they can be tested without a server.
 """
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ logger = logging.getLogger("v2serve.repository")
 MODEL_SETTINGS_FILENAME = "model-settings.json"
 _VERSION_NAME = re.compile(r"^[1-9][0-9]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_NAME_BYTES = 255
+"""A model name is a folder name: longer than a file name can be, it names nothing."""
 _TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".swp", "~")
 
 _warned: set[Path] = set()
@@ -24,7 +27,9 @@ def is_temporary(name: str) -> bool:
 
 
 def is_valid_model_name(name: str) -> bool:
-    return bool(_MODEL_NAME.match(name)) and ".." not in name
+    return (
+        bool(_MODEL_NAME.match(name)) and ".." not in name and len(name.encode()) <= MAX_NAME_BYTES
+    )
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,12 @@ class ModelFolder:
     name: str
     path: Path
     versions: dict[int, Path] = field(default_factory=dict)
+    root: Path | None = None
+    """The repository root that every path of this model must stay inside."""
+
+    @property
+    def repository_root(self) -> Path:
+        return self.root if self.root is not None else self.path.parent
 
     @property
     def settings_file(self) -> Path | None:
@@ -45,7 +56,9 @@ def _warn_once(path: Path, message: str) -> None:
         logger.warning(message)
 
 
-def scan_model(path: Path) -> ModelFolder:
+def scan_model(path: Path, root: Path | None = None) -> ModelFolder:
+    """Version folders are listed even when they lead outside ``root``: the repository
+    index then shows them refused, with the reason (``containment``)."""
     versions: dict[int, Path] = {}
     for child in sorted(path.iterdir()):
         if is_temporary(child.name) or not child.is_dir():
@@ -54,7 +67,7 @@ def scan_model(path: Path) -> ModelFolder:
             versions[int(child.name)] = child
         else:
             _warn_once(child, f"ignoring '{child}': version folders are positive integers")
-    return ModelFolder(name=path.name, path=path, versions=versions)
+    return ModelFolder(name=path.name, path=path, versions=versions, root=root)
 
 
 def scan_repository(root: Path) -> list[ModelFolder]:
@@ -71,27 +84,41 @@ def scan_repository(root: Path) -> list[ModelFolder]:
         if escapes(root, child):
             _warn_once(child, f"ignoring '{child}': it leads outside the repository")
             continue
-        models.append(scan_model(child))
+        models.append(scan_model(child, root))
     return models
 
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
-def fingerprint(path: Path) -> Fingerprint:
-    """(relative path, size, mtime) of every file under ``path``: any write changes it."""
-    entries = []
-    for child in sorted(path.rglob("*")):
-        relative = child.relative_to(path)
-        if any(is_temporary(part) for part in relative.parts):
-            continue
+def fingerprint(path: Path, root: Path | None = None) -> Fingerprint:
+    """(relative path, size, mtime) of every file under ``path``: any write changes it.
+
+    Symlinked folders inside are not descended into, and a ``path`` that leads outside
+    ``root`` is not walked at all (only its link is fingerprinted): a version folder
+    symlinked to ``/usr`` must not stall the scan.
+    """
+    if root is not None and escapes(root, path):
         try:
-            stat = child.stat()
+            link = path.lstat()
         except OSError:
-            continue  # removed while scanning: the next scan sees the change
-        if child.is_file():
-            entries.append((str(relative), stat.st_size, stat.st_mtime_ns))
-    return tuple(entries)
+            return ()
+        return ((".", link.st_size, link.st_mtime_ns),)
+    entries = []
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        dirs[:] = [d for d in dirs if not is_temporary(d)]
+        base = Path(folder)
+        relative_folder = base.relative_to(path)
+        for name in sorted(files):
+            if is_temporary(name):
+                continue
+            child = base / name
+            try:
+                stat = child.stat()
+            except OSError:
+                continue  # removed while scanning: the next scan sees the change
+            entries.append((str(relative_folder / name), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
 
 
 def escapes(root: Path, path: Path) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from mlserver.repository import ModelRepository
 from mlserver.settings import ModelSettings
 
-from ..errors import ModelUnavailable, SettingsError
+from ..errors import ModelLoadFailed, ModelUnavailable, SettingsError
 from ..settings import (
     DEFAULT_RUNTIME,
     VersionPolicy,
@@ -23,6 +23,7 @@ from ..settings import (
     parse_model_settings,
     read_json_object,
 )
+from .containment import check_settings_file, check_version
 from .kserve import injected_model_name, single_model_folder
 from .layout import MODEL_SETTINGS_FILENAME, ModelFolder, is_valid_model_name, scan_repository
 
@@ -41,18 +42,27 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def model_values(model: ModelFolder) -> dict[str, Any]:
     settings_file = model.settings_file
-    return read_json_object(settings_file) if settings_file else {}
+    if settings_file is None:
+        return {}
+    check_settings_file(model.repository_root, model.name, None, settings_file)
+    return read_json_object(settings_file)
 
 
 def version_settings(
     model: ModelFolder, version: int, shared_values: dict[str, Any]
 ) -> ModelSettings:
-    """Settings for one version: the model's file, overridden by the version's own."""
+    """Settings for one version: the model's file, overridden by the version's own.
+
+    Raises ``OutsideRepository`` when a path they name leaves the repository root.
+    """
+    root = model.repository_root
     version_path = model.versions[version]
     values = dict(shared_values)
     version_file = version_path / MODEL_SETTINGS_FILENAME
     source = str(model.settings_file or model.path)
+    check_version(root, model.name, str(version), version_path, {})
     if version_file.is_file():
+        check_settings_file(root, model.name, str(version), version_file)
         values = _merge(values, read_json_object(version_file))
         source = str(version_file)
     declared_name = values.get("name")
@@ -67,8 +77,7 @@ def version_settings(
     parameters["version"] = str(version)
     # KServe injects MLSERVER_MODEL_URI for the mount root; a version's own folder wins
     # unless its settings name a uri relative to it.
-    declared_uri = parameters.get("uri")
-    parameters["uri"] = str((version_path / declared_uri) if declared_uri else version_path)
+    parameters["uri"] = str(check_version(root, model.name, str(version), version_path, parameters))
     values = {
         **values,
         "name": model.name,
@@ -103,7 +112,7 @@ class VersionedRepository(ModelRepository):
         for model in self.model_folders():
             try:
                 found.extend(self.settings_for(model))
-            except SettingsError as exc:
+            except (SettingsError, ModelLoadFailed) as exc:
                 logger.error("skipping model '%s': %s", model.name, exc)
         return found
 

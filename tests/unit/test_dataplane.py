@@ -1,0 +1,171 @@
+"""V2DataPlane in-process: readiness, 404s that list versions, 503 loading, 429, in-flight."""
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from mlserver.settings import ModelParameters, ModelSettings, Settings
+from mlserver.types import InferenceRequest, RequestInput
+from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
+
+from runtimes.dataplane import V2DataPlane
+from runtimes.errors import ModelUnavailable, NotReady, TooManyRequests
+from runtimes.extensions.statistics import Statistics
+from runtimes.repository.lifecycle import VersionLifecycle
+from runtimes.settings import ServerOptions
+
+from .repository_support import ENTERED, GATES, TinyModel, make_lifecycle, reset_gates
+
+REQUEST = InferenceRequest(
+    id="request-1", inputs=[RequestInput(name="x", shape=[1], datatype="FP64", data=[1.0])]
+)
+
+
+@pytest.fixture
+def lifecycle(tmp_path: Path) -> VersionLifecycle:
+    reset_gates()
+    return make_lifecycle(tmp_path)
+
+
+@pytest.fixture
+def make_plane(lifecycle: VersionLifecycle) -> Iterator[Callable[..., V2DataPlane]]:
+    made: list[V2DataPlane] = []
+
+    def build(**options: object) -> V2DataPlane:
+        plane = V2DataPlane(
+            Settings(),
+            lifecycle.registry,
+            lifecycle.states,
+            ServerOptions(**options),
+            lifecycle.inflight,
+            Statistics(),
+        )
+        made.append(plane)
+        return plane
+
+    yield build
+    # MLServer's DataPlane registers its Prometheus counters process-wide at construction.
+    for plane in made:
+        for value in vars(plane).values():
+            if isinstance(value, MetricWrapperBase):
+                REGISTRY.unregister(value)
+
+
+@pytest.fixture
+def plane(make_plane: Callable[..., V2DataPlane]) -> V2DataPlane:
+    return make_plane()
+
+
+def _settings(root: Path, name: str, version: str, content: str = "ok") -> ModelSettings:
+    folder = root / name / version
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.joblib").write_text(content)
+    return ModelSettings(
+        name=name,
+        implementation=TinyModel,
+        parameters=ModelParameters(version=version, uri=str(folder)),
+    )
+
+
+def test_readiness_is_false_with_no_models_and_strict_waits_for_every_model(
+    tmp_path, lifecycle, plane
+):
+    async def scenario() -> None:
+        assert not await plane.ready()
+        lifecycle.expect(["a", "b"])
+        await lifecycle.load(_settings(tmp_path, "a", "1"))
+        assert not await plane.ready()
+        await lifecycle.load(_settings(tmp_path, "b", "1", "corrupt"))
+        assert not await plane.ready()
+        await lifecycle.load(_settings(tmp_path, "b", "1"))
+        assert await plane.ready()
+        plane.stopping = True
+        assert not await plane.ready()
+
+    asyncio.run(scenario())
+
+
+def test_lenient_readiness_needs_one_ready_and_none_loading(tmp_path, lifecycle, make_plane):
+    plane = make_plane(readiness="lenient")
+
+    async def scenario() -> None:
+        lifecycle.expect(["a", "b"])
+        await lifecycle.load(_settings(tmp_path, "b", "1", "corrupt"))
+        assert not await plane.ready()
+        await lifecycle.load(_settings(tmp_path, "a", "1"))
+        assert await plane.ready()
+        loading = asyncio.create_task(lifecycle.load(_settings(tmp_path, "a", "2", "gate")))
+        await ENTERED.setdefault(("a", "2"), asyncio.Event()).wait()
+        assert not await plane.ready()
+        GATES[("a", "2")].set()
+        await loading
+        assert await plane.ready()
+
+    asyncio.run(scenario())
+
+
+def test_unknown_models_and_versions_are_404s_that_list_what_exists(tmp_path, lifecycle, plane):
+    async def scenario() -> None:
+        await lifecycle.load(_settings(tmp_path, "m", "1"))
+        await lifecycle.load(_settings(tmp_path, "m", "2"))
+        with pytest.raises(ModelUnavailable, match="'nope' not found") as unknown:
+            await plane.infer(REQUEST, "nope")
+        assert unknown.value.status_code == 404
+        with pytest.raises(ModelUnavailable, match=r"no version '5' \(available: 1, 2\)"):
+            await plane.infer(REQUEST, "m", "5")
+        with pytest.raises(ModelUnavailable, match="available: none"):
+            await plane.model_ready("nope", "1")
+
+    asyncio.run(scenario())
+
+
+def test_a_version_still_loading_is_a_503(tmp_path, lifecycle, plane):
+    async def scenario() -> None:
+        loading = asyncio.create_task(lifecycle.load(_settings(tmp_path, "m", "1", "gate")))
+        await ENTERED.setdefault(("m", "1"), asyncio.Event()).wait()
+        with pytest.raises(NotReady) as caught:
+            await plane.infer(REQUEST, "m", "1")
+        assert caught.value.status_code == 503
+        assert not await plane.model_ready("m", "1")
+        GATES[("m", "1")].set()
+        await loading
+        assert await plane.model_ready("m", "1")
+
+    asyncio.run(scenario())
+
+
+def test_requests_are_counted_in_flight_and_refused_past_the_limit(tmp_path, lifecycle, make_plane):
+    plane = make_plane(max_inflight_per_model=1)
+
+    async def scenario() -> None:
+        await lifecycle.load(_settings(tmp_path, "m", "1"))
+        model = await lifecycle.registry.get_model("m", "1")
+        GATES[("m", "predict-1")] = asyncio.Event()
+        first = asyncio.create_task(plane.infer(REQUEST, "m"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert lifecycle.inflight.count(model) == 1
+        with pytest.raises(TooManyRequests) as caught:
+            await plane.infer(REQUEST, "m")
+        assert caught.value.status_code == 429
+        GATES[("m", "predict-1")].set()
+        response = await first
+        assert response.id == "request-1" and response.model_version == "1"
+        assert lifecycle.inflight.count(model) == 0
+        assert (await plane.infer(REQUEST, "m", "1")).outputs[0].data.root == ["1"]
+
+    asyncio.run(scenario())
+    [stats] = plane.statistics.snapshot([("m", "1")], {})["model_stats"]
+    assert stats["execution_count"] == 2
+
+
+def test_metadata_lists_the_ready_versions(tmp_path, lifecycle, plane):
+    async def scenario() -> None:
+        await lifecycle.load(_settings(tmp_path, "m", "2"))
+        await lifecycle.load(_settings(tmp_path, "m", "10"))
+        metadata = await plane.model_metadata("m")
+        assert metadata.versions == ["2", "10"]
+
+    asyncio.run(scenario())
