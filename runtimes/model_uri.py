@@ -29,21 +29,23 @@ from .formats import ARTIFACT_NAMES, find_artifact
 
 
 def _source(settings: ModelSettings) -> str:
-    return f"model '{settings.name}' parameters.uri"
+    return f"model '{settings.name}'"
 
 
 def model_path(settings: ModelSettings) -> Path:
     """The file or folder that ``parameters.uri`` names, made absolute as MLServer does."""
     uri = settings.parameters.uri if settings.parameters else None
     if not uri:
-        raise SettingsError(_source(settings), "is not set; name the artifact or its folder")
+        raise SettingsError(
+            _source(settings), "parameters.uri is not set; name the artifact or its folder"
+        )
     parsed = urllib.parse.urlparse(uri, scheme="file")
     if parsed.scheme != "file":
         raise SettingsError(
             _source(settings),
-            f"'{uri}' is not a local path; v2serve reads artifacts from local files",
+            f"parameters.uri '{uri}' is not a local path; v2serve reads artifacts from local files",
         )
-    return Path(to_absolute_path(settings, parsed.path))
+    return Path(to_absolute_path(settings, parsed.path)).absolute()
 
 
 def resolve_artifact(settings: ModelSettings, named: str | None) -> Path:
@@ -56,7 +58,7 @@ def resolve_artifact(settings: ModelSettings, named: str | None) -> Path:
         if named is not None:
             raise SettingsError(
                 _source(settings),
-                f"names the file '{path.name}' and parameters.extra.artifact names "
+                f"parameters.uri names the file '{path.name}' and parameters.extra.artifact names "
                 f"'{named}'; name the artifact in one of them",
             )
         return path
@@ -64,6 +66,7 @@ def resolve_artifact(settings: ModelSettings, named: str | None) -> Path:
         return find_artifact(path, named)
     raise SettingsError(
         _source(settings),
-        f"'{settings.parameters.uri if settings.parameters else ''}' resolves to {path}, "
+        f"parameters.uri '{settings.parameters.uri if settings.parameters else ''}' "
+        f"resolves to {path}, "
         f"which is neither a file nor a folder (a folder holds one of {', '.join(ARTIFACT_NAMES)})",
     )
