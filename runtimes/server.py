@@ -21,8 +21,7 @@ from mlserver.parallel import InferencePoolRegistry
 from mlserver.parallel.worker import Worker
 from mlserver.settings import ModelSettings
 
-from .cache import configure as configure_cache
-from .cache import response_cache
+from .cache import build_response_cache, publish_metrics
 from .dataplane import V2DataPlane
 from .errors import CannotListen
 from .extensions.handlers import ExtensionHandlers
@@ -47,6 +46,7 @@ from .repository.lifecycle import VersionLifecycle
 from .repository.registry import V2ModelRegistry
 from .repository.states import ModelStates
 from .repository_api import V2RepositoryHandlers
+from .runtime_api import RuntimeServices, initialiser
 from .settings import ServerConfig, build_cache_settings
 
 logger = logging.getLogger("v2serve.server")
@@ -54,12 +54,18 @@ logger = logging.getLogger("v2serve.server")
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 
 
-def build_registry(pool: InferencePoolRegistry | None) -> V2ModelRegistry:
+def build_registry(
+    pool: InferencePoolRegistry | None, services: RuntimeServices
+) -> V2ModelRegistry:
     """MLServer's load hooks, less its custom REST handlers (v2serve serves only V2
-    routes): models go to the worker pool if there is one, and get adaptive batching."""
+    routes): models go to the worker pool if there is one, and get adaptive batching.
+    In-process runtimes get the server's services; a worker's runtime gets none."""
     if pool is None:
         return V2ModelRegistry(
-            on_model_load=[load_batching], on_model_reload=[], on_model_unload=[]
+            on_model_load=[load_batching],
+            on_model_reload=[],
+            on_model_unload=[],
+            model_initialiser=initialiser(services),
         )
     return V2ModelRegistry(
         on_model_load=[pool.load_model, load_batching],
@@ -76,17 +82,19 @@ class V2Server:
         self.options = config.options
         self.states = ModelStates()
         self.inflight = InFlight()
-        if (
-            configure_cache(build_cache_settings(settings, self.options))
-            and settings.parallel_workers
-        ):
-            logger.warning("the response cache is off: parallel workers run the models")
+        self.response_cache = build_response_cache(build_cache_settings(settings, self.options))
+        if self.response_cache is not None:
+            publish_metrics(self.response_cache)
+            if settings.parallel_workers:
+                logger.warning("the response cache is off: parallel workers run the models")
         # First: it switches prometheus_client to multiprocess values with parallel workers.
         self.metrics_app = MetricsApp(settings) if settings.metrics_endpoint else None
         self.pool: InferencePoolRegistry | None = None
         if settings.parallel_workers:
             self.pool = InferencePoolRegistry(settings, on_worker_stop=[self._worker_stopped])
-        self._model_registry = build_registry(self.pool)
+        self._model_registry = build_registry(
+            self.pool, RuntimeServices(response_cache=self.response_cache)
+        )
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
         self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
@@ -103,7 +111,7 @@ class V2Server:
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
         )
-        self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
+        self.extensions = ExtensionHandlers(self.data_plane, self.statistics, self.response_cache)
         self.lifecycle = VersionLifecycle(
             self._model_registry,
             self.states,
@@ -112,7 +120,7 @@ class V2Server:
             root=self.repository.root,
             listeners=[
                 listener
-                for listener in (self.statistics, self.metrics, response_cache())
+                for listener in (self.statistics, self.metrics, self.response_cache)
                 if listener is not None
             ],
         )
