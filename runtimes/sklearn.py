@@ -5,6 +5,7 @@ LightGBM booster wrapped to look like one (``runtimes.formats``)."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .formats import find_artifact
 from .inference import build_outputs, run_methods
@@ -170,8 +172,15 @@ class SklearnRuntime(MLModel):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
-    async def _results(self, features: Any, methods: list[str]) -> Results:
-        """From the cache, the batcher, or a direct call, in that order of preference."""
+    async def _results(
+        self, features: Any, methods: list[str], caller: Caller | None = None
+    ) -> Results:
+        """From the cache, the batcher, or a direct call, in that order of preference.
+        The answer of a caller who has gone is not cached (runtimes/deadlines.py)."""
+        if self._extra.default_timeout_ms:
+            caller = (caller or Caller(self.name, time.monotonic())).with_default(
+                self._extra.default_timeout_ms
+            )
         cache = self._cache
         lookup = None
         if cache is not None:
@@ -183,10 +192,10 @@ class SklearnRuntime(MLModel):
                 return lookup.results
         results: Results
         if self._batcher is not None:
-            results = await self._batcher.submit(features, methods)
+            results = await self._batcher.submit(features, methods, caller)
         else:
             results = self._compute(features, methods)
-        if cache is not None and lookup is not None:
+        if cache is not None and lookup is not None and not (caller and caller.gone()):
             cache.store(lookup, results)
         return results
 
@@ -202,7 +211,7 @@ class SklearnRuntime(MLModel):
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
         clock.lap("input")
-        results = await self._results(features, methods)
+        results = await self._results(features, methods, caller_of(payload))
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         clock.lap("output")
