@@ -127,7 +127,7 @@ class V2DataPlane(DataPlane):
             self.inflight.enter(model)
             try:
                 caller = caller_of(payload)
-                if caller is not None and caller.abandoned():
+                if caller is not None and caller.expired():
                     raise caller.dropped("before reaching the model")
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started

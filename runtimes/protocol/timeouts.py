@@ -24,7 +24,7 @@ TIMEOUT_PARAMETER = "timeout"
 
 def timeout_seconds(model: str, parameters: Parameters | None) -> float | None:
     """Triton's ``timeout`` parameter in seconds; None when absent or 0."""
-    extra = parameters.model_extra if parameters is not None else None
+    extra = parameters.__pydantic_extra__ if parameters is not None else None
     value = extra.get(TIMEOUT_PARAMETER) if extra else None
     if value is None:
         return None
