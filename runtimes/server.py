@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import uvicorn
 from mlserver.batching import load_batching
@@ -23,11 +24,14 @@ from .cache import configure as configure_cache
 from .cache import response_cache
 from .dataplane import V2DataPlane
 from .extensions.handlers import ExtensionHandlers
+from .extensions.log_settings import LogSettings
 from .extensions.statistics import Statistics
+from .extensions.trace_settings import TraceSettings
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
-from .observability.logs import RequestLog, with_logging_config
+from .observability.logs import LogControl, RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
+from .observability.trace_policy import TracePolicy, TraceSetting
 from .platform import stop_metrics
 from .protocol.asgi import ASGIApp
 from .protocol.control_auth import ControlTokenInterceptor, resolve_control_token
@@ -44,6 +48,9 @@ from .repository.registry import V2ModelRegistry
 from .repository.states import ModelStates
 from .repository_api import V2RepositoryHandlers
 from .settings import ServerConfig, build_cache_settings
+
+if TYPE_CHECKING:  # OpenTelemetry's SDK is imported only when tracing is on
+    from .observability.tracing import RequestTracer
 
 logger = logging.getLogger("v2serve.server")
 
@@ -70,6 +77,15 @@ class V2Server:
         settings = with_logging_config(config.mlserver, config.options)
         self.settings = settings
         self.options = config.options
+        self.log_control = LogControl.from_settings(config.mlserver, config.options)
+        self.trace_policy = TracePolicy(
+            TraceSetting(level="TIMESTAMPS" if self.options.tracing else "OFF")
+        )
+        self.tracer: RequestTracer | None = None
+        if self.options.tracing:
+            from .observability import tracing
+
+            self.tracer = tracing.RequestTracer(tracing.build_provider(), self.trace_policy)
         self.states = ModelStates()
         self.inflight = InFlight()
         if (
@@ -98,8 +114,13 @@ class V2Server:
             RequestObserver(
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
+            self.tracer,
         )
         self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
+        self.trace_settings = TraceSettings(
+            self.trace_policy, self.data_plane, tracing=self.options.tracing
+        )
+        self.log_settings = LogSettings(self.log_control)
         self.lifecycle = VersionLifecycle(
             self._model_registry,
             self.states,
@@ -122,7 +143,13 @@ class V2Server:
             settings,
             [
                 triton_handler(
-                    TritonService(self.data_plane, self.repository_handlers, self.extensions)
+                    TritonService(
+                        self.data_plane,
+                        self.repository_handlers,
+                        self.extensions,
+                        self.trace_settings,
+                        self.log_settings,
+                    )
                 ),
                 health_handler(HealthService(self.data_plane)),
             ],
@@ -135,6 +162,8 @@ class V2Server:
             self.options.max_request_size,
             control_token=token,
             cors=settings.cors_settings,
+            trace_settings=self.trace_settings,
+            log_settings=self.log_settings,
         )
         self.rest_server = http_server(rest_config(self.rest_app, settings, self.options))
         self.metrics_server: uvicorn.Server | None = None

@@ -6,6 +6,7 @@ is raised to the router, which answers it through the one error renderer.
 """
 
 import zlib
+from time import perf_counter_ns
 
 from ..dataplane import V2DataPlane
 from ..errors import InvalidPayload, RequestTooLarge
@@ -46,6 +47,7 @@ class RestInfer:
         self.data_plane = data_plane
 
     async def __call__(self, request: RestRequest) -> RestResponse:
+        received = perf_counter_ns()
         model, version = request.params["model"] or "", request.params["version"]
         headers = {
             key.decode("latin-1"): value.decode("latin-1")
@@ -56,7 +58,7 @@ class RestInfer:
         if encoding != "identity":
             body = _decompress(body, encoding, request.max_bytes)
         parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
-        response = await self.data_plane.infer(parsed, model, version)
+        response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)
         extra: list[tuple[bytes, bytes]] = []
         if response.parameters is not None and response.parameters.headers:
