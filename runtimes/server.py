@@ -85,7 +85,10 @@ class V2Server:
         if self.options.tracing:
             from .observability import tracing
 
-            self.tracer = tracing.RequestTracer(tracing.build_provider(), self.trace_policy)
+            if tracing.sdk_disabled(os.environ):
+                logger.warning("tracing is on, but OTEL_SDK_DISABLED=true: no spans")
+            else:
+                self.tracer = tracing.build_tracer(self.trace_policy)
         self.states = ModelStates()
         self.inflight = InFlight()
         if (

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -220,14 +221,17 @@ def _client(protocol: str, server: RunningServer) -> Any:
     return grpcclient.InferenceServerClient(url=server.grpc_url)
 
 
-def _assert_request_trace(spans: dict[str, Span], parent_id: str, protocol: str) -> None:
+def _assert_request_trace(
+    spans: dict[str, Span], parent_id: str, protocol: str, server: RunningServer
+) -> None:
     root = spans["infer"]
+    metadata = requests.get(f"{server.base}/v2/models/iris/versions/2", timeout=10).json()
     assert root.parent_id == parent_id
     assert root.kind == 2  # SPAN_KIND_SERVER
     assert root.service == "v2serve-e2e"
     assert root.attributes["v2serve.model"] == "iris"
     assert root.attributes["v2serve.version"] == "2"  # the version that served
-    assert root.attributes["v2serve.backend"] in ("onnx", "sklearn")
+    assert root.attributes["v2serve.backend"] == metadata["parameters"]["inference_backend"]
     assert root.attributes["v2serve.batch_size"] == 2
     assert root.attributes["v2serve.status"] == 200
     assert root.attributes["v2serve.protocol"] == ("rest" if protocol == "http" else "grpc")
@@ -248,7 +252,7 @@ def test_a_request_is_one_span_under_the_clients_parent_with_a_span_per_phase(
     rows = IRIS + np.random.default_rng().uniform(0, 0.01, IRIS.shape)  # not a cache hit
     predicted = _infer(protocol, server, "iris", rows, {"traceparent": traceparent})
     np.testing.assert_array_equal(predicted, estimators[("iris", "2")].predict(rows))
-    _assert_request_trace(received.trace(trace_id), parent_id, protocol)
+    _assert_request_trace(received.trace(trace_id), parent_id, protocol, server)
 
 
 def test_a_cache_hit_is_a_cache_span_instead_of_compute(traced):
@@ -278,7 +282,7 @@ def test_the_grpc_exporter_sends_the_same_spans(traced_grpc, protocol):
     traceparent, trace_id, parent_id = _traceparent()
     rows = IRIS + np.random.default_rng().uniform(0, 0.01, IRIS.shape)
     _infer(protocol, server, "iris", rows, {"traceparent": traceparent})
-    _assert_request_trace(received.trace(trace_id), parent_id, protocol)
+    _assert_request_trace(received.trace(trace_id), parent_id, protocol, server)
 
 
 def test_trace_settings_round_trip_with_tritonclient_defaults(traced, protocol):

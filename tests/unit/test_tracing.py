@@ -20,7 +20,7 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.repository import SchemalessModelRepository
 from mlserver.settings import ModelSettings, Settings
 from mlserver.types import InferenceRequest, Parameters, RequestInput
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -37,7 +37,7 @@ from runtimes.extensions.statistics import Statistics
 from runtimes.extensions.trace_settings import TraceSettings
 from runtimes.observability.logs import LOGGERS, LogControl
 from runtimes.observability.trace_policy import TracePolicy, TraceSetting
-from runtimes.observability.tracing import RequestTracer, exporter_protocol, service_resource
+from runtimes.observability.tracing import build_tracer, exporter_protocol, service_resource
 from runtimes.protocol.grpc.messages import SERVICE_NAME, message
 from runtimes.protocol.grpc.service import TritonService, triton_handler
 from runtimes.protocol.rest_app import build_rest_app
@@ -91,10 +91,8 @@ def module_traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     loop = asyncio.new_event_loop()
     plane, repository = loop.run_until_complete(_serve(folder))
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=service_resource())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     policy = TracePolicy(TraceSetting())
-    plane.tracer = RequestTracer(provider, policy)
+    plane.tracer = tracer = build_tracer(policy, processor=SimpleSpanProcessor(exporter))
     extensions = ExtensionHandlers(plane, Statistics())
     trace = TraceSettings(policy, plane, tracing=True)
     log = LogSettings(LogControl("INFO", "default"))
@@ -105,7 +103,7 @@ def module_traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     for value in vars(plane).values():
         if isinstance(value, MetricWrapperBase):
             REGISTRY.unregister(value)
-    provider.shutdown()
+    tracer.shutdown()
     loop.close()
 
 
@@ -143,7 +141,8 @@ def test_one_request_is_a_server_span_with_a_child_per_phase(traced):
     attributes = dict(root.attributes or {})
     assert attributes["v2serve.model"] == "iris" and attributes["v2serve.version"] == "1"
     assert attributes["v2serve.batch_size"] == 2 and attributes["v2serve.status"] == 200
-    assert attributes["v2serve.backend"] in ("onnx", "sklearn")
+    served = traced.run(traced.plane.resolve("iris", "1"))
+    assert attributes["v2serve.backend"] == served.backend_parameters["inference_backend"]
     assert attributes["v2serve.protocol"] == "rest" and attributes["v2serve.request_id"] == "req-7"
     assert root.resource.attributes["service.name"] == "v2serve"
     children = sorted((s for s in spans.values() if s is not root), key=lambda s: s.start_time)
