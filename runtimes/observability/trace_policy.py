@@ -68,6 +68,10 @@ class TracePolicy:
         scope = self._models.get(model) or self._server
         return scope.take(propagated)
 
+    def silent(self, model: str) -> bool:
+        """Whether the request's scope traces nothing (level OFF), before any parsing."""
+        return (self._models.get(model) or self._server).setting.level == "OFF"
+
     def setting(self, model: str | None = None) -> TraceSetting:
         return self._scope(model).setting
 

@@ -233,6 +233,8 @@ class RequestTracer:
         received_ns: int | None,
         protocol: str,
     ) -> None:
+        if self.policy.silent(name):
+            return
         headers = _headers(payload)
         parent = propagate.extract(headers) if headers else None
         parent_span = trace.get_current_span(parent).get_span_context()

@@ -175,6 +175,24 @@ def test_level_off_records_nothing_and_rate_takes_one_in_n(traced):
     assert len(roots) == 2
 
 
+class _Broken(SimpleSpanProcessor):
+    def on_end(self, span: ReadableSpan) -> None:
+        raise RuntimeError("the exporter's queue is broken")
+
+
+def test_a_failing_span_processor_never_fails_the_request(traced, caplog):
+    healthy = traced.plane.tracer
+    traced.plane.tracer = build_tracer(
+        TracePolicy(TraceSetting()), processor=_Broken(traced.exporter)
+    )
+    try:
+        answer = traced.run(traced.plane.infer(_payload(), "iris"))
+    finally:
+        traced.plane.tracer = healthy
+    assert answer.model_version == "1" and len(answer.outputs) == 1
+    assert "recording the trace" in caplog.text
+
+
 def test_without_a_parent_the_root_starts_a_trace(traced):
     traced.run(traced.plane.infer(_payload(), "iris"))
     root = traced.spans()["infer"]
