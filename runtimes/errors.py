@@ -10,6 +10,7 @@
         │   ├── InvalidClassification 400 a bad classification request
         │   ├── InvalidModelName      400  a name that could escape the repository
         │   ├── CorsRefused           400  a CORS preflight that cors_settings refuses
+        │   ├── InvalidSetting        400  a bad key or value for the trace or log settings
         │   └── MalformedRequest      400  HTTP framing llhttp refused (REST only)
         ├── Unauthenticated           401  UNAUTHENTICATED  a control API without the token
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
@@ -117,6 +118,14 @@ class InvalidModelName(BadRequest):
 class CorsRefused(BadRequest):
     def __init__(self, what: str, got: str):
         super().__init__(f"CORS preflight refused: {what} '{got}' is not allowed by cors_settings")
+
+
+class InvalidSetting(BadRequest):
+    """A trace-setting or log-setting update (Triton's extensions) that cannot apply."""
+
+    def __init__(self, extension: str, key: str, problem: str):
+        self.key = key
+        super().__init__(f"{extension} setting '{clip(key)}': {clip(problem, DETAIL_LIMIT)}")
 
 
 class MalformedRequest(BadRequest):

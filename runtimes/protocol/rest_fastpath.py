@@ -7,6 +7,7 @@ is raised to the router, which answers it through the one error renderer.
 
 import time
 import zlib
+from time import perf_counter_ns
 
 from ..dataplane import V2DataPlane
 from ..deadlines import attach
@@ -50,6 +51,7 @@ class RestInfer:
 
     async def __call__(self, request: RestRequest) -> RestResponse:
         arrived = time.monotonic()
+        received = perf_counter_ns()
         model, version = request.params["model"] or "", request.params["version"]
         headers = {
             key.decode("latin-1"): value.decode("latin-1")
@@ -61,7 +63,7 @@ class RestInfer:
             body = _decompress(body, encoding, request.max_bytes)
         parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
         attach(parsed, rest_caller(model, parsed.parameters, arrived, request.receive))
-        response = await self.data_plane.infer(parsed, model, version)
+        response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)
         extra: list[tuple[bytes, bytes]] = []
         if response.parameters is not None and response.parameters.headers:
