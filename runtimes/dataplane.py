@@ -24,6 +24,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
 from .observability.observer import RequestObserver, batch_size
+from .observability.prediction_log import PredictionLog
 from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
@@ -42,6 +43,7 @@ class V2DataPlane(DataPlane):
         inflight: InFlight,
         statistics: Statistics,
         observer: RequestObserver | None = None,
+        prediction_log: PredictionLog | None = None,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -52,6 +54,7 @@ class V2DataPlane(DataPlane):
         self.statistics = statistics
         self.parallel_workers = bool(settings.parallel_workers)
         self.observer = observer or RequestObserver()
+        self.prediction_log = prediction_log or PredictionLog()
         self.stopping = False
         """Set on SIGTERM: readiness is false from then on."""
 
@@ -114,6 +117,7 @@ class V2DataPlane(DataPlane):
         phases = Phases()
         token = current_phases.set(phases)
         model: MLModel | None = None
+        response: InferenceResponse | None = None
         ok = False
         error: BaseException | None = None
         try:
@@ -132,6 +136,7 @@ class V2DataPlane(DataPlane):
                         raise failure from exc
                     prediction.id = payload.id
                     ok = True
+                    response = prediction
                     return prediction
             finally:
                 self.inflight.leave(model)
@@ -146,6 +151,8 @@ class V2DataPlane(DataPlane):
                     model.name, model.version or "", batch_size(payload), ok, elapsed, phases
                 )
             self.observer.finished(name, model, payload, error, elapsed, phases)
+            if model is not None:
+                self.prediction_log.offer(model, payload, response, error, elapsed)
 
     @asynccontextmanager
     async def _infer_contextmanager(

@@ -26,8 +26,9 @@ from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
 from .observability.logs import RequestLog, with_logging_config
-from .observability.metrics import ServingMetrics
+from .observability.metrics import PredictionLogMetrics, ServingMetrics
 from .observability.observer import RequestObserver
+from .observability.prediction_log import PredictionLog
 from .platform import stop_metrics
 from .protocol.asgi import ASGIApp
 from .protocol.control_auth import ControlTokenInterceptor, resolve_control_token
@@ -86,6 +87,9 @@ class V2Server:
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
         self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
+        self.prediction_log = PredictionLog(
+            PredictionLogMetrics() if settings.metrics_endpoint else None
+        )
         self._stopping = False
         self._serving: list[asyncio.Future[None]] = []
         self.data_plane = V2DataPlane(
@@ -108,7 +112,12 @@ class V2Server:
             root=self.repository.root,
             listeners=[
                 listener
-                for listener in (self.statistics, self.metrics, response_cache())
+                for listener in (
+                    self.statistics,
+                    self.metrics,
+                    response_cache(),
+                    self.prediction_log,
+                )
                 if listener is not None
             ],
         )
@@ -194,6 +203,7 @@ class V2Server:
         await self.grpc_server.stop(sig, grace=options.shutdown_grace)
         if self._serving:
             await asyncio.wait(self._serving[:2])
+        await self.prediction_log.close()
         if self.pool is not None:
             await self.pool.close()
         if self.metrics_server is not None:
