@@ -102,6 +102,7 @@ class V2Server:
             RequestObserver(
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
+            self.prediction_log,
         )
         self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
         self.lifecycle = VersionLifecycle(
