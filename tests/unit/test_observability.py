@@ -282,7 +282,7 @@ def test_options_and_logging_settings(tmp_path, monkeypatch):
 
 def _exposed_names() -> set[str]:
     """Every sample name the metrics port can show from v2serve (request, load, cache)."""
-    from runtimes.cache import configure
+    from runtimes.cache import build_response_cache, publish_metrics
     from runtimes.settings import CacheSettings
 
     registry = CollectorRegistry()
@@ -297,14 +297,12 @@ def _exposed_names() -> set[str]:
     prediction_log = PredictionLogMetrics(registry)
     for counter in (prediction_log.sent, prediction_log.failed, prediction_log.dropped):
         counter.labels("iris", "2").inc()
-    cache = configure(CacheSettings(enabled=True), registry)
+    cache = build_response_cache(CacheSettings(enabled=True))
     assert cache is not None
+    publish_metrics(cache, registry)
     scope = cache.scope("iris", "2")
     cache.store(scope, cache.lookup(scope, {}, ["predict"]), {"predict": np.zeros(1)})
-    try:
-        return {name for name, _ in samples(registry)}
-    finally:
-        configure(CacheSettings(enabled=False), registry)
+    return {name for name, _ in samples(registry)}
 
 
 def _base(name: str) -> str:
