@@ -438,6 +438,10 @@ class ModelExtra(BaseModel):
     model served by sklearn whose one-row call takes 0.5 ms or more at load."""
     batch_max_rows: int = Field(default=64, ge=1)
     """The most rows one batched call gathers."""
+    default_timeout_ms: int | None = Field(default=None, ge=1)
+    """The deadline of a request that brings none (no gRPC deadline, no ``timeout``
+    parameter), in milliseconds from its arrival; past it, a request still waiting to
+    run is dropped with 504 / DEADLINE_EXCEEDED (``runtimes.deadlines``). None: no deadline."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
