@@ -30,6 +30,7 @@ from .deadlines import caller_of
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
 from .observability.observer import RequestObserver, batch_size
+from .observability.prediction_log import PredictionLog
 from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
@@ -53,6 +54,7 @@ class V2DataPlane(DataPlane):
         statistics: Statistics,
         observer: RequestObserver | None = None,
         tracer: "RequestTracer | None" = None,
+        prediction_log: PredictionLog | None = None,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -65,6 +67,7 @@ class V2DataPlane(DataPlane):
         self.observer = observer or RequestObserver()
         self.tracer = tracer
         """None with tracing off: then a request costs one check."""
+        self.prediction_log = prediction_log or PredictionLog()
         self.stopping = False
         """Set on SIGTERM: readiness is false from then on."""
 
@@ -133,6 +136,7 @@ class V2DataPlane(DataPlane):
         started = perf_counter_ns()
         phases = Phases()
         model: MLModel | None = None
+        response: InferenceResponse | None = None
         ok = False
         error: BaseException | None = None
         try:
@@ -154,6 +158,7 @@ class V2DataPlane(DataPlane):
                         raise failure from exc
                     prediction.id = payload.id
                     ok = True
+                    response = prediction
                     return prediction
             finally:
                 self.inflight.leave(model)
@@ -175,6 +180,8 @@ class V2DataPlane(DataPlane):
                 self.tracer.record(
                     name, model, payload, error, started, elapsed, phases, received_ns, protocol
                 )
+            if model is not None:
+                self.prediction_log.offer(model, payload, response, error, elapsed)
 
     @asynccontextmanager
     async def _infer_contextmanager(

@@ -31,8 +31,9 @@ from .extensions.statistics import Statistics
 from .extensions.trace_settings import TraceSettings
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
 from .observability.logs import LogControl, RequestLog, with_logging_config
-from .observability.metrics import ServingMetrics
+from .observability.metrics import PredictionLogMetrics, ServingMetrics
 from .observability.observer import RequestObserver
+from .observability.prediction_log import PredictionLog
 from .observability.trace_policy import TracePolicy, TraceSetting
 from .platform import stop_metrics
 from .ports import Bound, bound_port, describe, listen, write_port_file
@@ -117,6 +118,9 @@ class V2Server:
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
         self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
+        self.prediction_log = PredictionLog(
+            PredictionLogMetrics() if settings.metrics_endpoint else None
+        )
         self._stopping = False
         self._serving: list[asyncio.Future[None]] = []
         self.data_plane = V2DataPlane(
@@ -130,6 +134,7 @@ class V2Server:
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
             self.tracer,
+            self.prediction_log,
         )
         self.extensions = ExtensionHandlers(self.data_plane, self.statistics, self.response_cache)
         self.trace_settings = TraceSettings(
@@ -144,7 +149,12 @@ class V2Server:
             root=self.repository.root,
             listeners=[
                 listener
-                for listener in (self.statistics, self.metrics, self.response_cache)
+                for listener in (
+                    self.statistics,
+                    self.metrics,
+                    self.response_cache,
+                    self.prediction_log,
+                )
                 if listener is not None
             ],
         )
@@ -280,6 +290,7 @@ class V2Server:
         await self.grpc_server.stop(sig, grace=options.shutdown_grace)
         if self._serving:
             await asyncio.wait(self._serving[:2])
+        await self.prediction_log.close()
         if self.pool is not None:
             await self.pool.close()
         if self.metrics_server is not None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from mlserver.settings import ModelParameters, ModelSettings, Settings
 from pydantic import (
@@ -365,6 +366,60 @@ class FeatureConstraint(BaseModel):
         return self
 
 
+PREDICTION_LOG_SCHEMES = ("http", "https", "file")
+
+
+class PredictionLogSettings(BaseModel):
+    """Where and how much of one model's traffic is logged as CloudEvents
+    (``runtimes.observability.prediction_log``); absent means nothing is logged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sink: str
+    """``http(s)://host:port/path``: one binary-mode CloudEvent per POST; or
+    ``file:///absolute/path.jsonl``: one structured-mode CloudEvent per line."""
+    sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of requests logged, drawn at random per request; 1.0 logs every one."""
+    redact: list[str] = Field(default_factory=list)
+    """Inputs whose values are replaced by a marker and never leave the server."""
+    queue: int = Field(default=1000, ge=1, le=1_000_000)
+    """The most of this model's predictions that may wait for the sink; past it, new ones
+    are dropped and counted instead of slowing inference."""
+
+    @field_validator("sink")
+    @classmethod
+    def _known_sink(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme not in PREDICTION_LOG_SCHEMES:
+            raise ValueError(
+                f"sink {value!r} has scheme {parsed.scheme or 'none'!r}; expected one of "
+                + ", ".join(f"'{s}://'" for s in PREDICTION_LOG_SCHEMES)
+            )
+        if parsed.scheme == "file":
+            if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+                raise ValueError(
+                    f"sink {value!r} must name an absolute path, as file:///path/to/log.jsonl"
+                )
+            if parsed.path.endswith("/"):
+                raise ValueError(f"sink {value!r} names a directory, not a file")
+        elif not parsed.hostname:
+            raise ValueError(f"sink {value!r} has no host")
+        return value
+
+    @field_validator("redact")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"redact names an input twice: {value}")
+        return value
+
+    @property
+    def file_path(self) -> Path | None:
+        """The JSON-lines file of a ``file://`` sink; None for an HTTP one."""
+        parsed = urlsplit(self.sink)
+        return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
 class ModelExtra(BaseModel):
     """v2serve's options for one model, from ``parameters.extra`` in model-settings.json."""
 
@@ -403,6 +458,8 @@ class ModelExtra(BaseModel):
     sklearn_version_policy: Literal["refuse_minor", "warn", "ignore"] = "refuse_minor"
     """An artifact from another scikit-learn: refuse a different major.minor, or load it
     with a warning, or say nothing."""
+    prediction_log: PredictionLogSettings | None = None
+    """Log this model's requests and responses as CloudEvents; off when absent."""
 
 
 def parse_model_extra(extra: Mapping[str, Any] | None, source: str) -> ModelExtra:

@@ -279,3 +279,39 @@ class StatesCollector(Collector):
             for state, count in counts[model].items():
                 family.add_metric([model, state.value], count)
         yield family
+
+
+class PredictionLogMetrics:
+    """What became of the predictions chosen for the prediction log, per model and served
+    version (``runtimes.observability.prediction_log``). A prediction is one request
+    event and one response event; each counts once, in exactly one of the three."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.registry = registry
+        self.dropped = Counter(
+            "v2serve_prediction_log_dropped",
+            "Predictions not logged: the model's prediction-log queue was full, or the "
+            "server stopped before they were sent",
+            LABELS,
+            registry=registry,
+        )
+        self.sent = Counter(
+            "v2serve_prediction_log_sent",
+            "Predictions whose request and response events the sink accepted",
+            LABELS,
+            registry=registry,
+        )
+        self.failed = Counter(
+            "v2serve_prediction_log_failed",
+            "Predictions whose events the sink refused or could not be reached for",
+            LABELS,
+            registry=registry,
+        )
+
+    def close(self) -> None:
+        for counter in (self.dropped, self.sent, self.failed):
+            self.registry.unregister(counter)
+
+    def forget(self, model: str, version: str) -> None:
+        for counter in (self.dropped, self.sent, self.failed):
+            _remove(counter, model, version)

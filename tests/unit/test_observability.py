@@ -29,7 +29,12 @@ from runtimes.observability.logs import (
     logging_config,
     with_logging_config,
 )
-from runtimes.observability.metrics import REASONS, ServingMetrics, failure_reason
+from runtimes.observability.metrics import (
+    REASONS,
+    PredictionLogMetrics,
+    ServingMetrics,
+    failure_reason,
+)
 from runtimes.observability.observer import RequestObserver, request_id
 from runtimes.repository.states import ModelStates, VersionState
 from runtimes.settings import ServerOptions, build_server_config
@@ -289,6 +294,9 @@ def _exposed_names() -> set[str]:
     observer.finished("iris", model("iris", "2"), payload(1), None, 1000, Phases())
     observer.finished("iris", None, payload(1), NotReady("iris", None), 1000, Phases())
     metrics.load_finished("iris", "2", 1.0, ok=False)
+    prediction_log = PredictionLogMetrics(registry)
+    for counter in (prediction_log.sent, prediction_log.failed, prediction_log.dropped):
+        counter.labels("iris", "2").inc()
     cache = build_response_cache(CacheSettings(enabled=True))
     assert cache is not None
     publish_metrics(cache, registry)
