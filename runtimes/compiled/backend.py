@@ -15,6 +15,7 @@ from ..errors import CompilationFailed
 from ..schema import ModelSchema
 from ..settings import ModelExtra
 from .convert import ConversionError, compile_estimator
+from .domain import tree_guard
 from .predictor import CompiledPredictor, OutputForm, offered_methods
 from .rows import load_sample, string_vocabularies, verification_rows
 from .tolerance import disagreement, max_abs_difference
@@ -58,7 +59,9 @@ def compile_and_verify(
         raise ConversionError("inputs", f"string column '{unknown[0]}' has no known vocabulary")
     compiled = compile_estimator(estimator, schema, threads)
     methods = offered_methods(estimator, schema, compiled.output_names)
-    predictor = CompiledPredictor(compiled, schema, vocabularies, methods)
+    predictor = CompiledPredictor(
+        compiled, schema, vocabularies, methods, guard=tree_guard(estimator)
+    )
     try:
         sample = load_sample(folder, schema) if folder is not None else None
         rows, account = verification_rows(estimator, schema, sample)
@@ -68,7 +71,7 @@ def compile_and_verify(
         raise ConversionError("verification rows", f"{type(exc).__name__}: {exc}") from exc
     try:
         expected = {m: np.asarray(getattr(estimator, m)(rows)) for m in methods}
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - estimator code, contained (runtimes.inference)
         raise ConversionError(
             "verification", f"sklearn rejected the verification rows: {type(exc).__name__}: {exc}"
         ) from exc
@@ -77,7 +80,11 @@ def compile_and_verify(
     )
     feeds = predictor.feeds(rows)
     if feeds is None:
-        raise ConversionError("verification", "the verification rows hold non-finite values")
+        raise ConversionError(
+            "verification",
+            "the verification rows hold values outside the compiled domain "
+            "(NaN, Inf or beyond float32)",
+        )
     try:
         got = predictor.run(feeds, methods)
     except Exception as exc:
