@@ -108,7 +108,7 @@ def test_backends_agree_on_status_and_values(backends, data):
             assert problem is None, (name, output, rows, problem)
 
 
-@pytest.mark.parametrize("value", [1e300, -1e300, 1e39])
+@pytest.mark.parametrize("value", [1e300, -1e300, 1e40])
 def test_beyond_float32_is_refused_by_both_backends_of_a_forest(backends, value):
     reference, compiled = backends["breast-cancer"]
     row = [[value] + [1.0] * 29]
