@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .deadlines import Caller
 from .errors import PredictionFailed
 
 logger = logging.getLogger("v2serve.batching")
@@ -84,6 +85,8 @@ class MicroBatcher:
         self._pending: dict[tuple[str, ...], Waiting] = {}
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._callers: dict[asyncio.Future[Results], Caller] = {}
+        """Deadlines of the requests waiting (runtimes/deadlines.py)."""
         if model:
             LIVE_BATCHERS.add(self)
 
@@ -105,16 +108,42 @@ class MicroBatcher:
             reason,
         )
 
-    async def submit(self, features: Any, methods: Sequence[str]) -> Results:
+    async def submit(
+        self, features: Any, methods: Sequence[str], caller: Caller | None = None
+    ) -> Results:
         if self.stopped is not None:
             return await self._call(features, methods)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Results] = loop.create_future()
         self._pending.setdefault(tuple(methods), []).append((features, future))
+        if caller is not None:
+            self._callers[future] = caller
         if not self._running:
             self._running = True
             loop.call_soon(self._next)
-        return await future
+        try:
+            return await future
+        finally:
+            self._callers.pop(future, None)
+
+    def _drop_abandoned(self) -> None:
+        """Before a group is taken: a request whose deadline passed or whose caller left
+        while it waited is answered now (504, or 499 for nobody) and never run."""
+        for methods, group in list(self._pending.items()):
+            kept = []
+            for item in group:
+                future = item[1]
+                caller = self._callers.get(future)
+                if future.done():
+                    continue  # cancelled: a gRPC call that ended
+                if caller is not None and caller.abandoned():
+                    future.set_exception(caller.dropped("in the batching queue"))
+                    continue
+                kept.append(item)
+            if kept:
+                self._pending[methods] = kept
+            else:
+                del self._pending[methods]
 
     async def _call(self, features: Any, methods: Sequence[str]) -> Results:
         return await asyncio.to_thread(self._contained, features, list(methods))
@@ -153,6 +182,7 @@ class MicroBatcher:
         marked running with nobody to run it, and every later caller waiting forever."""
         work = None
         try:
+            self._drop_abandoned()
             work = self._take()
             if work is None:
                 self._running = False

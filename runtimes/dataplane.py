@@ -7,8 +7,12 @@
 - Requests are counted in flight per version, so a retired version drains before unload,
   and past ``max_inflight_per_model`` a request is refused at once (429) instead of queued.
 - Model metadata lists the model's served versions (MLServer returns its dependency list).
+- A request whose deadline passed, or whose caller left, before it reached its model is
+  dropped here (``runtimes.deadlines``); one cancelled after its deadline counts as a
+  timeout in statistics, metrics and the log.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from time import perf_counter_ns
@@ -21,6 +25,7 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 
+from .deadlines import caller_of
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
 from .observability.observer import RequestObserver, batch_size
@@ -28,8 +33,9 @@ from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
 from .repository.workers import worker_failure
+from .runtime_api import timed_entry
 from .settings import ServerOptions
-from .timings import Phases, current_phases
+from .timings import Phases
 
 
 class V2DataPlane(DataPlane):
@@ -112,7 +118,6 @@ class V2DataPlane(DataPlane):
         CloudEvents headers. Each phase is timed for statistics, metrics and the log."""
         started = perf_counter_ns()
         phases = Phases()
-        token = current_phases.set(phases)
         model: MLModel | None = None
         ok = False
         error: BaseException | None = None
@@ -121,10 +126,13 @@ class V2DataPlane(DataPlane):
             self.observer.started(model)
             self.inflight.enter(model)
             try:
+                caller = caller_of(payload)
+                if caller is not None and caller.expired():
+                    raise caller.dropped("before reaching the model")
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started
                     try:
-                        prediction = await model.predict(payload)
+                        prediction = await timed_entry(model, payload, phases)
                     except Exception as exc:
                         failure = worker_failure(name, exc) if self.parallel_workers else None
                         if failure is None:
@@ -137,9 +145,12 @@ class V2DataPlane(DataPlane):
                 self.inflight.leave(model)
         except BaseException as exc:
             error = exc
+            if isinstance(exc, asyncio.CancelledError):
+                caller = caller_of(payload)
+                timed_out = caller.timed_out("the call was cancelled") if caller else None
+                error = timed_out or exc
             raise
         finally:
-            current_phases.reset(token)
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(

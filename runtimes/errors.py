@@ -23,11 +23,14 @@
         │   ├── ArtifactRefused       422  a hash, type or sklearn version check refused it
         │   └── OutsideRepository     422  a path the model names leads outside the repository
         ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
+        ├── CallerGone                499  CANCELLED  the caller left while its request waited
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
+        ├── CannotListen              503  UNAVAILABLE  a port taken at start-up (never served)
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
         ├── NonFiniteOutput           500  INTERNAL  NaN/Inf in an output asked for as JSON
         ├── Unsupported               501  UNIMPLEMENTED  a protocol feature v2serve lacks
         ├── NotReady                  503  UNAVAILABLE
+        ├── DeadlineExceeded          504  DEADLINE_EXCEEDED  the deadline passed while it waited
         └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
 HTTP statuses map to gRPC codes in ``runtimes.protocol.status``. As Starlette's
@@ -223,6 +226,17 @@ class SettingsError(V2ServeError):
         super().__init__(f"{source}: {problem}")
 
 
+class CannotListen(V2ServeError):
+    """A listener that cannot bind at start-up; the CLI prints it as its one line."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, host: str, port: int, listener: str, reason: str):
+        self.host, self.port, self.listener = host, port, listener
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {where} ({listener}): {reason}")
+
+
 def describe_exception(cause: BaseException) -> str:
     """``Name: message``, or the name alone (a bare ``KeyboardInterrupt`` has no message);
     an estimator's exception whose ``__str__`` itself raises still gets named."""
@@ -283,6 +297,33 @@ class TooManyRequests(V2ServeError):
         super().__init__(
             f"{where} has {limit} requests in flight, its limit (max_inflight_per_model); "
             f"retry after {self.retry_after_seconds}s"
+        )
+
+
+class CallerGone(V2ServeError):
+    """A cancelled gRPC call or a closed REST connection, found while the request waited
+    (``runtimes.deadlines``); 499 is nginx's "client closed request". Nobody reads it:
+    it is what the request's statistics, metrics and log line record."""
+
+    status_code = 499
+
+    def __init__(self, model: str, waited: float, where: str):
+        super().__init__(
+            f"model '{clip(model)}': the caller went away after {waited:.3f} s; "
+            f"the request was dropped {where} and not run"
+        )
+
+
+class DeadlineExceeded(V2ServeError):
+    """A request's deadline (the gRPC deadline, Triton's ``timeout`` parameter or the
+    model's ``default_timeout_ms``) passed before it ran (``runtimes.deadlines``)."""
+
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+
+    def __init__(self, model: str, allowed: float, waited: float, outcome: str):
+        super().__init__(
+            f"model '{clip(model)}': the request's deadline of {allowed:.3f} s passed "
+            f"after {waited:.3f} s; {outcome}"
         )
 
 

@@ -375,7 +375,7 @@ class ModelExtra(BaseModel):
     """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
     features: dict[str, FeatureConstraint] = Field(default_factory=dict)
     """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
-    inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    inference_backend: Literal["auto", "sklearn", "onnx", "native"] = "auto"
     """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
     ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
     batching: Literal["auto", "on", "off"] = "auto"
@@ -383,6 +383,10 @@ class ModelExtra(BaseModel):
     model served by sklearn whose one-row call takes 0.5 ms or more at load."""
     batch_max_rows: int = Field(default=64, ge=1)
     """The most rows one batched call gathers."""
+    default_timeout_ms: int | None = Field(default=None, ge=1)
+    """The deadline of a request that brings none (no gRPC deadline, no ``timeout``
+    parameter), in milliseconds from its arrival; past it, a request still waiting to
+    run is dropped with 504 / DEADLINE_EXCEEDED (``runtimes.deadlines``). None: no deadline."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")

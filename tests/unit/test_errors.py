@@ -23,6 +23,7 @@ def test_hierarchy_is_found():
     assert {"InvalidInput", "ModelUnavailable", "PredictionFailed", "NotReady"} <= names
     # HTTP-level refusals (REST only) and JSON's non-finite outputs map too.
     assert {"MalformedRequest", "URLTooLong", "HeadersTooLarge", "NonFiniteOutput"} <= names
+    assert "CannotListen" in names  # start-up only, but one hierarchy all the same
 
 
 @pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
@@ -71,6 +72,8 @@ def _instance(cls: type[V2ServeError]) -> V2ServeError:
         annotation = str(parameter.annotation)
         if "int" in annotation and "str" not in annotation:
             arguments.append(1)
+        elif "float" in annotation:
+            arguments.append(0.5)
         elif "BaseException" in annotation:
             arguments.append(ValueError("cause"))
         elif "Iterable" in annotation:

@@ -7,6 +7,7 @@ stream and the client can tell which request failed. Shared memory, tracing and 
 settings are not supported and answer UNIMPLEMENTED at once.
 """
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,8 +17,10 @@ from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.types import RepositoryIndexRequest
 
 from ...dataplane import V2DataPlane
+from ...deadlines import attach
 from ...errors import ModelUnavailable, Unsupported
 from ...extensions.handlers import ExtensionHandlers
+from ..timeouts import grpc_caller
 from .convert import to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
 from .messages import SERVICE_NAME, message, service_methods
@@ -74,7 +77,9 @@ class TritonService:
         return reply
 
     async def _infer(self, request: Any, context: Any) -> Any:
+        arrived = time.monotonic()
         payload = to_inference_request(request, _headers(context))
+        attach(payload, grpc_caller(request.model_name, payload.parameters, arrived, context))
         response = await self.data_plane.infer(
             payload, request.model_name, request.model_version or None
         )
