@@ -246,14 +246,24 @@ class CannotListen(V2ServeError):
         super().__init__(f"cannot listen on {where} ({listener}): {reason}")
 
 
+def describe_exception(cause: BaseException) -> str:
+    """``Name: message``, or the name alone (a bare ``KeyboardInterrupt`` has no message);
+    an estimator's exception whose ``__str__`` itself raises still gets named."""
+    try:
+        text = str(cause)
+    except Exception:  # noqa: BLE001 - the message is best effort, the name is not
+        text = "(its message could not be read)"
+    name = type(cause).__name__
+    return f"{name}: {clip(text, DETAIL_LIMIT)}" if text else name
+
+
 class PredictionFailed(V2ServeError):
+    """The estimator raised; ``BaseException`` too (runtimes.inference contains it)."""
+
     status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
 
     def __init__(self, model: str, cause: BaseException):
-        super().__init__(
-            f"model '{clip(model)}' failed to predict: "
-            f"{type(cause).__name__}: {clip(cause, DETAIL_LIMIT)}"
-        )
+        super().__init__(f"model '{clip(model)}' failed to predict: {describe_exception(cause)}")
 
 
 class Unsupported(V2ServeError):

@@ -1,4 +1,12 @@
-"""Runs the estimator's methods and turns their arrays into V2 response tensors."""
+"""Runs the estimator's methods and turns their arrays into V2 response tensors.
+
+Estimator code is contained here: whatever it raises, ``BaseException`` included
+(``KeyboardInterrupt``, ``SystemExit``, ``MemoryError``, ``GeneratorExit``), becomes a
+``PredictionFailed`` naming it. Left alone, a ``KeyboardInterrupt`` or ``SystemExit``
+raised in a request's task stops the event loop and ends the process. The server's own
+SIGINT never arrives as an exception in estimator code: it is a loop signal handler
+(``V2Server``), so containing them here cannot swallow a real shutdown.
+"""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,7 +44,7 @@ def run_methods(
             if any(fault in str(exc).lower() for fault in _INPUT_FAULTS):
                 raise EstimatorRejectedInput(model, method, exc) from exc
             raise PredictionFailed(model, exc) from exc
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - see the module docstring
             raise PredictionFailed(model, exc) from exc
     return results
 

@@ -121,8 +121,10 @@ class SklearnRuntime(V2Runtime):
             compute=self._compute,
             example=example,
             max_rows=self._extra.batch_max_rows,
+            model=self.name,
+            version=self.version or "",
         )
-        if batcher is not None:
+        if batcher is not None and batcher.stopped is None:
             logger.info("model '%s' version %s batches requests", self.name, self.version)
         return batcher
 
@@ -244,6 +246,7 @@ class SklearnRuntime(V2Runtime):
             **(described() if callable(described) else {}),
             "inference_backend": self._backend.backend,
             "verification": self._backend.verification,
+            "batching": self._batcher.description if self._batcher else "off",
         }
 
     async def metadata(self) -> MetadataModelResponse:

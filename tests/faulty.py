@@ -65,3 +65,86 @@ def non_finite_regressor() -> Any:
     model.coef_ = np.array([np.inf, 0.0, 0.0, 0.0])
     model.intercept_ = 0.0
     return model
+
+
+class Misbehaves(ClassifierMixin, BaseEstimator):
+    """A LogisticRegression whose ``predict`` misbehaves as ``kind`` says, but only in a
+    call holding a row whose first feature is at least ``trigger``: the warm-up and the
+    batcher's load-time probe send zeros and see a well-behaved model, so it is batched.
+
+    ``rows``: one row too few; ``aggregate``: one value for the whole call (its sum);
+    ``scalar``: a 0-d value; ``slow``: sleeps ``seconds``, then answers right; ``good``:
+    never misbehaves. Its answer depends only on the rows of the call, so the same
+    estimator run on one caller's rows alone says what that caller must get.
+    """
+
+    def __init__(self, kind: str = "good", trigger: float = 5.0, seconds: float = 0.0):
+        self.kind = kind
+        self.trigger = trigger
+        self.seconds = seconds
+
+    def fit(self, X: Any, y: Any) -> "Misbehaves":
+        self.inner_ = LogisticRegression(max_iter=1000).fit(X, y)
+        self.classes_ = self.inner_.classes_
+        self.n_features_in_ = self.inner_.n_features_in_
+        return self
+
+    def predict(self, X: Any) -> Any:
+        rows = np.asarray(X, dtype=float)
+        values = self.inner_.predict(rows)
+        if self.kind == "slow":
+            time.sleep(self.seconds)
+        if not (rows[:, 0] >= self.trigger).any():
+            return values
+        if self.kind == "rows":
+            return values[:-1]
+        if self.kind == "aggregate":
+            return np.array([values.sum()])
+        if self.kind == "scalar":
+            return np.int64(values.sum())
+        return values
+
+
+def _recurse(depth: int) -> int:
+    return _recurse(depth + 1) + 1
+
+
+# What ``Raises`` raises, chosen by a row's second feature; None: a real, deep recursion.
+RAISED: dict[int, type[BaseException] | None] = {
+    0: KeyboardInterrupt,
+    1: SystemExit,
+    2: None,
+    3: MemoryError,
+    4: GeneratorExit,
+    5: RecursionError,
+    6: ArithmeticError,
+}
+RAISED_NAMES = {
+    key: "RecursionError" if cls is None else cls.__name__ for key, cls in RAISED.items()
+}
+
+
+class Raises(ClassifierMixin, BaseEstimator):
+    """A LogisticRegression that, for a row whose first feature is at least ``trigger``,
+    raises what ``RAISED`` lists under that row's second feature (``BaseException``s
+    included: ``KeyboardInterrupt``, ``SystemExit``, a real ``RecursionError``, ...)."""
+
+    def __init__(self, trigger: float = 100.0):
+        self.trigger = trigger
+
+    def fit(self, X: Any, y: Any) -> "Raises":
+        self.inner_ = LogisticRegression(max_iter=1000).fit(X, y)
+        self.classes_ = self.inner_.classes_
+        self.n_features_in_ = self.inner_.n_features_in_
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        rows = np.asarray(X, dtype=float)
+        for row in rows:
+            if row[0] >= self.trigger:
+                raised = RAISED[int(row[1]) % len(RAISED)]
+                if raised is None:
+                    _recurse(0)
+                else:
+                    raise raised(f"the estimator raised {raised.__name__}")
+        return self.inner_.predict(rows)

@@ -17,6 +17,7 @@ from ..errors import CompilationFailed
 from ..schema import ModelSchema
 from ..settings import ModelExtra
 from .convert import ConversionError, compile_estimator
+from .domain import tree_guard
 from .native import NativePredictor, NotClosedForm, native_predictor
 from .predictor import CompiledPredictor, OutputForm, offered_methods
 from .rows import load_sample, string_vocabularies, verification_rows
@@ -59,7 +60,9 @@ def compile_onnx(estimator: Any, schema: ModelSchema, threads: int) -> CompiledP
         raise ConversionError("inputs", f"string column '{unknown[0]}' has no known vocabulary")
     compiled = compile_estimator(estimator, schema, threads)
     methods = offered_methods(estimator, schema, compiled.output_names)
-    return CompiledPredictor(compiled, schema, vocabularies, methods)
+    return CompiledPredictor(
+        compiled, schema, vocabularies, methods, guard=tree_guard(estimator)
+    )
 
 
 def compile_native(estimator: Any, schema: ModelSchema) -> NativePredictor:
@@ -89,7 +92,7 @@ def verify(
         raise ConversionError("verification rows", f"{type(exc).__name__}: {exc}") from exc
     try:
         expected = {m: np.asarray(getattr(estimator, m)(rows)) for m in methods}
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - estimator code, contained (runtimes.inference)
         raise ConversionError(
             "verification", f"sklearn rejected the verification rows: {type(exc).__name__}: {exc}"
         ) from exc
@@ -98,7 +101,11 @@ def verify(
     )
     feeds = predictor.feeds(rows)
     if feeds is None:
-        raise ConversionError("verification", "the verification rows hold non-finite values")
+        raise ConversionError(
+            "verification",
+            "the verification rows hold values outside the compiled domain "
+            "(NaN, Inf or beyond float32)",
+        )
     try:
         got = predictor.run(feeds, methods)
     except Exception as exc:

@@ -2,9 +2,15 @@
 
 Outputs keep sklearn's dtype and shape, recorded from sklearn's own answers during
 verification: labels keep the classes' dtype, regression values and probabilities come
-back float64 and 1-D where sklearn's are. Requests the graph could answer differently
-from sklearn (NaN or Inf when ``allow_nan`` is on, or a string outside an encoder's
-vocabulary, which sklearn may reject) are left to sklearn: ``feeds`` returns None.
+back float64 and 1-D where sklearn's are.
+
+The graph answers only inside its domain (``runtimes.compiled.domain``): finite numbers
+within float32's range that stay so up to a tree, strings inside the encoders'
+vocabulary. Anything else (NaN or Inf when ``allow_nan`` is on, ``1e300``, an unknown
+category) is left to sklearn (``feeds`` returns None), which answers it or refuses it as
+on the sklearn backend: the backends agree on which inputs are valid by construction,
+not only on the values they return. (Before, ``1e300`` got 200 from ONNX Runtime and 400
+from a forest, which casts to float32 and refuses the infinity that makes.)
 """
 
 from collections.abc import Sequence
@@ -17,6 +23,7 @@ import pandas as pd
 from ..errors import PredictionFailed
 from ..schema import ModelSchema
 from .convert import Compiled
+from .domain import Guard, in_domain
 
 # The graph's outputs in order: the label (or regression value) first, then the
 # probabilities for classifiers with predict_proba.
@@ -37,11 +44,19 @@ class CompiledPredictor:
     vocabularies: dict[str, np.ndarray]
     methods: tuple[str, ...]
     forms: dict[str, OutputForm] = field(default_factory=dict)
+    guard: Guard | None = None
+    """What a tree model's earlier steps make of the features must stay valid too."""
 
     def feeds(self, features: np.ndarray | pd.DataFrame) -> dict[str, np.ndarray] | None:
+        found = self._feeds(features)
+        if found is None or (self.guard is not None and not self.guard(features)):
+            return None
+        return found
+
+    def _feeds(self, features: np.ndarray | pd.DataFrame) -> dict[str, np.ndarray] | None:
         if not isinstance(features, pd.DataFrame):
             array = np.asarray(features, dtype=np.float64)
-            return {self.compiled.input_names[0]: array} if np.isfinite(array).all() else None
+            return {self.compiled.input_names[0]: array} if in_domain(array) else None
         feeds: dict[str, np.ndarray] = {}
         # The graph's inputs follow the schema's order; skl2onnx renames columns whose
         # names are not identifiers ("sepal length (cm)" -> "sepal_length__cm_").
@@ -53,7 +68,7 @@ class CompiledPredictor:
                 feeds[graph_input] = column.astype(object).reshape(-1, 1)
             else:
                 values = column.astype(np.float64).reshape(-1, 1)
-                if not np.isfinite(values).all():
+                if not in_domain(values):
                     return None
                 feeds[graph_input] = values
         return feeds
@@ -104,5 +119,5 @@ def run_compiled(
         return {}
     try:
         return predictor.run(feeds, wanted)
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - contained as in runtimes.inference
         raise PredictionFailed(model, exc) from exc

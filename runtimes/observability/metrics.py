@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from ..batching import LIVE_BATCHERS
 from ..repository.states import ModelStates, VersionState
 from ..timings import Phases
 
@@ -157,6 +158,8 @@ class ServingMetrics:
         )
         self._states = StatesCollector(states)
         registry.register(self._states)
+        self._batching = BatchingCollector(states)
+        registry.register(self._batching)
 
     def close(self) -> None:
         """Unregister everything, so another instance can use the same registry."""
@@ -164,7 +167,7 @@ class ServingMetrics:
             self.success, self.failure, self.inference_count, self.exec_count,
             self.request_us, self.queue_us, *self.phase_us, self.request_seconds,
             self.queue_seconds, self.compute_seconds, self.batch_size, self.inflight,
-            self.load_seconds, self.load_failures, self._states,
+            self.load_seconds, self.load_failures, self._states, self._batching,
         ):  # fmt: skip
             self.registry.unregister(collector)
 
@@ -315,3 +318,26 @@ class PredictionLogMetrics:
     def forget(self, model: str, version: str) -> None:
         for counter in (self.dropped, self.sent, self.failed):
             _remove(counter, model, version)
+
+
+class BatchingCollector(Collector):
+    """``v2serve_batching_stopped{model,version}``: 1 once a model's batcher stopped for
+    good (an output without one row per input row, runtimes.batching), 0 while it batches;
+    absent for a model that does not batch. Read from the live batchers when scraped, for
+    the versions the repository still knows."""
+
+    def __init__(self, states: ModelStates):
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "v2serve_batching_stopped",
+            "1 if adaptive batching stopped for good for a model version, 0 while it batches",
+            labels=list(LABELS),
+        )
+        known = {(status.model, status.version) for status in self.states.all()}
+        for batcher in sorted(LIVE_BATCHERS.all(), key=lambda b: (b.model, b.version)):
+            if (batcher.model, batcher.version) in known:
+                stopped = float(batcher.stopped is not None)
+                family.add_metric([batcher.model, batcher.version], stopped)
+        yield family

@@ -1,13 +1,15 @@
 """Adaptive batching: concurrent requests share a call, keep their rows, outputs and errors."""
 
 import asyncio
+import logging
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from runtimes.batching import MicroBatcher
+from runtimes.batching import MicroBatcher, choose_batcher, row_mismatch
+from runtimes.errors import PredictionFailed
 
 
 class Recorder:
@@ -93,8 +95,6 @@ def test_a_lone_request_runs_at_once(count):
 
 
 def test_auto_batching_only_where_one_call_is_expensive():
-    from runtimes.batching import choose_batcher
-
     def fast(features, methods):
         return {"predict": np.zeros(len(features))}
 
@@ -108,3 +108,175 @@ def test_auto_batching_only_where_one_call_is_expensive():
     assert choose_batcher("auto", compiled=True, compute=slow, example=example, max_rows=8) is None
     assert choose_batcher("on", compiled=True, compute=fast, example=example, max_rows=8)
     assert choose_batcher("off", compiled=False, compute=slow, example=example, max_rows=8) is None
+
+
+# -- trust: the batcher checks what the estimator returns, and contains what it raises ----
+
+
+
+@pytest.mark.parametrize(
+    ("results", "phrase"),
+    [
+        ({"predict": np.zeros(3)}, None),
+        ({"predict": np.zeros((3, 2))}, None),
+        ({"predict": np.float64(1.0)}, "0-d"),
+        ({"predict": np.asarray(1.0)}, "0-d"),
+        ({"predict": np.zeros(2)}, "has 2 rows for a batch of 3 rows"),
+        ({"predict": np.zeros(0)}, "has 0 rows"),
+        ({"predict": [1, 2, 3]}, "not an array"),
+        ({}, "output 'predict' is NoneType"),
+        (np.zeros(3), "not outputs by name"),
+    ],
+)
+def test_row_mismatch_names_the_output_and_the_rows(results, phrase):
+    problem = row_mismatch(results, ["predict"], 3)
+    if phrase is None:
+        assert problem is None
+    else:
+        assert problem is not None and phrase in problem
+
+
+class Gate:
+    """A compute that blocks its first call until released, so the next requests queue
+    up and go together as one batch; ``answer`` decides what a call returns."""
+
+    def __init__(self, answer):
+        import threading
+
+        self.answer = answer
+        self.first = threading.Event()
+        self.calls: list[int] = []
+
+    def __call__(self, features, methods):
+        if not self.calls:
+            self.calls.append(len(features))
+            self.first.wait(timeout=30)
+        else:
+            self.calls.append(len(features))
+        return self.answer(np.asarray(features, dtype=float), methods)
+
+
+async def _queued(batcher, gate, requests):
+    """The first request runs alone and holds the batcher; the rest queue behind it."""
+    first = asyncio.ensure_future(batcher.submit(*requests[0]))
+    while not gate.calls:
+        await asyncio.sleep(0.001)
+    rest = [asyncio.ensure_future(batcher.submit(*r)) for r in requests[1:]]
+    await asyncio.sleep(0)
+    gate.first.set()
+    return await asyncio.gather(first, *rest, return_exceptions=True)
+
+
+def _aggregate(values, methods):
+    """One row per call, whatever the call's rows: a per-call aggregate."""
+    return {m: np.array([values[:, 0].sum()]) for m in methods}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _aggregate,
+        lambda values, methods: {m: np.float64(values.sum()) for m in methods},
+        lambda values, methods: {m: values[:-1, 0] if len(values) > 1 else values[:, 0]
+                                 for m in methods},  # fmt: skip
+    ],
+    ids=["aggregate", "0-d", "one row short"],
+)
+def test_a_batch_that_breaks_the_row_contract_is_answered_alone_and_stops_batching(
+    answer, caplog
+):
+    gate = Gate(answer)
+    batcher = MicroBatcher(gate, max_rows=64, model="m", version="1")
+    requests = [(np.full((1 + i % 2, 2), float(i)), ["predict"]) for i in range(6)]
+    with caplog.at_level(logging.ERROR, logger="v2serve.batching"):
+        answers = asyncio.run(_queued(batcher, gate, requests))
+        later = asyncio.run(_many(batcher, requests))
+    for (features, methods), got in zip(requests, answers + later, strict=False):
+        np.testing.assert_array_equal(got["predict"], answer(features, methods)["predict"])
+    for (features, methods), got in zip(requests, later, strict=True):
+        np.testing.assert_array_equal(got["predict"], answer(features, methods)["predict"])
+    assert batcher.stopped is not None
+    assert batcher.description.startswith("stopped (output 'predict'")
+    stops = [r for r in caplog.records if "batching stopped for good" in r.getMessage()]
+    assert len(stops) == 1, stops
+    # After the stop, every call holds one request's rows.
+    assert gate.calls[-len(requests) :] == [len(f) for f, _ in requests]
+
+
+@pytest.mark.parametrize(
+    "raised", [KeyboardInterrupt, SystemExit, MemoryError, GeneratorExit, RecursionError]
+)
+def test_a_base_exception_inside_the_batcher_fails_its_callers_not_the_loop(raised):
+    def compute(features, methods):
+        values = np.asarray(features, dtype=float)
+        if (values < 0).any():
+            raise raised("from the compute")
+        return {m: values[:, 0] for m in methods}
+
+    async def scenario():
+        batcher = MicroBatcher(compute, max_rows=64)
+        requests = [(np.full((1, 2), -1.0 if i % 3 == 0 else float(i)), ["predict"])
+                    for i in range(9)]  # fmt: skip
+        answers = await _many(batcher, requests)
+        again = await batcher.submit(np.ones((1, 2)), ["predict"])
+        return requests, answers, again
+
+    requests, answers, again = asyncio.run(scenario())
+    for (features, _), got in zip(requests, answers, strict=True):
+        if (features < 0).any() and issubclass(raised, Exception):
+            assert isinstance(got, raised), got  # handed over as it came
+        elif (features < 0).any():
+            assert isinstance(got, PredictionFailed), got
+            assert raised.__name__ in str(got)
+        else:
+            np.testing.assert_array_equal(got["predict"], features[:, 0])
+    np.testing.assert_array_equal(again["predict"], [1.0])
+
+
+def test_features_that_cannot_be_stacked_are_answered_alone():
+    def compute(features, methods):
+        return {m: np.asarray(features).sum(axis=1) for m in methods}
+
+    gate = Gate(lambda values, methods: compute(values, methods))
+    batcher = MicroBatcher(gate, max_rows=64)
+    requests = [(np.ones((1, 2 + i)), ["predict"]) for i in range(4)]
+    answers = asyncio.run(_queued(batcher, gate, requests))
+    for (features, methods), got in zip(requests, answers, strict=True):
+        np.testing.assert_array_equal(got["predict"], compute(features, methods)["predict"])
+    assert batcher.stopped is None
+
+
+def test_a_cancelled_batch_resolves_every_caller():
+    async def scenario():
+        gate = Gate(lambda values, methods: {m: values[:, 0] for m in methods})
+        batcher = MicroBatcher(gate, max_rows=64)
+        first = asyncio.ensure_future(batcher.submit(np.ones((1, 2)), ["predict"]))
+        while not gate.calls:
+            await asyncio.sleep(0.001)
+        queued = [asyncio.ensure_future(batcher.submit(np.ones((1, 2)), ["predict"]))
+                  for _ in range(3)]  # fmt: skip
+        await asyncio.sleep(0)
+        for task in asyncio.all_tasks():
+            if task.get_coro().__qualname__ == "MicroBatcher._run":
+                task.cancel()
+        gate.first.set()
+        answers = await asyncio.gather(first, *queued, return_exceptions=True)
+        return answers, batcher
+
+    answers, batcher = asyncio.run(scenario())
+    assert all(isinstance(a, PredictionFailed) for a in answers), answers
+    assert "CancelledError" in str(answers[0])
+    assert not batcher._pending and not batcher._running
+
+
+def test_a_model_whose_example_breaks_the_row_contract_is_stopped_at_load():
+    def fixed(features, methods):
+        time.sleep(0.002)
+        return {m: np.zeros(3) for m in methods}
+
+    example = (np.zeros((1, 2)), ["predict"])
+    batcher = choose_batcher("auto", False, fixed, example, 8, model="m", version="1")
+    assert batcher is not None and batcher.stopped is not None
+    assert "at load, output 'predict' has 3 rows for a batch of 2 rows" in batcher.description
+    on = choose_batcher("on", False, fixed, example, 8, model="m", version="1")
+    assert on is not None and on.stopped is not None

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtimes.batching import MicroBatcher
 from runtimes.errors import (
     InvalidInput,
     ModelUnavailable,
@@ -302,7 +303,8 @@ def _exposed_names() -> set[str]:
     publish_metrics(cache, registry)
     scope = cache.scope("iris", "2")
     cache.store(scope, cache.lookup(scope, {}, ["predict"]), {"predict": np.zeros(1)})
-    return {name for name, _ in samples(registry)}
+    batcher = MicroBatcher(lambda features, methods: {}, 1, model="iris", version="2")
+    return {name for name, _ in samples(registry)} if batcher else set()
 
 
 def _base(name: str) -> str:
