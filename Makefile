@@ -28,7 +28,8 @@ lint: install
 	$(BIN)/mypy
 
 # Two pytest processes: mlserver.grpc and tritonclient.grpc register the same protobuf
-# symbols and cannot be imported into one process.
+# symbols and cannot be imported into one process. benchmarks/tests: the benchmark's pure
+# parts (benchmarks/ imports tests/harness.py, never the reverse).
 unit: install
 	$(BIN)/python -m pytest tests/unit benchmarks/tests -q
 

@@ -28,8 +28,9 @@ from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
 from .repository.workers import worker_failure
+from .runtime_api import timed_entry
 from .settings import ServerOptions
-from .timings import Phases, current_phases
+from .timings import Phases
 
 
 class V2DataPlane(DataPlane):
@@ -112,7 +113,6 @@ class V2DataPlane(DataPlane):
         CloudEvents headers. Each phase is timed for statistics, metrics and the log."""
         started = perf_counter_ns()
         phases = Phases()
-        token = current_phases.set(phases)
         model: MLModel | None = None
         ok = False
         error: BaseException | None = None
@@ -124,7 +124,7 @@ class V2DataPlane(DataPlane):
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started
                     try:
-                        prediction = await model.predict(payload)
+                        prediction = await timed_entry(model, payload, phases)
                     except Exception as exc:
                         failure = worker_failure(name, exc) if self.parallel_workers else None
                         if failure is None:
@@ -139,7 +139,6 @@ class V2DataPlane(DataPlane):
             error = exc
             raise
         finally:
-            current_phases.reset(token)
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(

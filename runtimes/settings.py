@@ -375,7 +375,7 @@ class ModelExtra(BaseModel):
     """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
     features: dict[str, FeatureConstraint] = Field(default_factory=dict)
     """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
-    inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    inference_backend: Literal["auto", "sklearn", "onnx", "native"] = "auto"
     """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
     ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
     batching: Literal["auto", "on", "off"] = "auto"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlserver import MLModel
 from mlserver.types import (
     InferenceRequest,
     InferenceResponse,
@@ -29,17 +28,21 @@ from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
-from .formats import find_artifact
 from .inference import build_outputs, run_methods
+from .model_uri import resolve_artifact
+from .runtime_api import RuntimeDescription, V2Runtime
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
-from .timings import PhaseClock, current_phases
+from .timings import PhaseClock, Phases
 from .validation import decode_features, requested_outputs
 
 logger = logging.getLogger("v2serve.runtime")
 
 
-class SklearnRuntime(MLModel):
+class SklearnRuntime(V2Runtime):
+    """Also a plain MLServer runtime: under ``mlserver start`` it serves the same answers,
+    schema and checks, without what only v2serve's server injects (the response cache)."""
+
     _estimator: Any
     _schema: ModelSchema
     _extra: ModelExtra
@@ -54,11 +57,10 @@ class SklearnRuntime(MLModel):
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
-        uri = Path(parameters.uri if parameters and parameters.uri else ".")
-        artifact = uri
+        artifact: Path | str = "the artifact"
         try:
             self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
-            artifact = find_artifact(uri, self._extra.artifact)
+            artifact = resolve_artifact(self._settings, self._extra.artifact)
             loaded = await asyncio.to_thread(
                 load_artifact, self.name, self.version, artifact, self._extra
             )
@@ -80,7 +82,7 @@ class SklearnRuntime(MLModel):
                 self._estimator,
                 self._schema,
                 self._extra,
-                uri,
+                artifact.parent,
             )
         except ModelLoadFailed:
             raise
@@ -97,7 +99,7 @@ class SklearnRuntime(MLModel):
         self._warm_up(*example)
         if self._example is not None:
             self._verify_example()
-        self._cache = bind_model_cache(self._settings)
+        self._cache = bind_model_cache(self.services.response_cache, self._settings)
         self._batcher = self._choose_batching(example)
         return True
 
@@ -170,13 +172,14 @@ class SklearnRuntime(MLModel):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
-    async def _results(self, features: Any, methods: list[str]) -> Results:
+    async def _results(
+        self, features: Any, methods: list[str], phases: Phases | None = None
+    ) -> Results:
         """From the cache, the batcher, or a direct call, in that order of preference."""
         cache = self._cache
         lookup = None
         if cache is not None:
             lookup = cache.lookup(named_tensors(features, self._schema.inputs[0].name), methods)
-            phases = current_phases.get()
             if phases is not None:
                 phases.cache_hit = lookup.results is not None
             if lookup.results is not None:
@@ -190,8 +193,8 @@ class SklearnRuntime(MLModel):
             cache.store(lookup, results)
         return results
 
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        clock = PhaseClock()
+    async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
+        clock = PhaseClock(phases)
         features = decode_features(
             self.name,
             self._schema,
@@ -202,7 +205,7 @@ class SklearnRuntime(MLModel):
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
         clock.lap("input")
-        results = await self._results(features, methods)
+        results = await self._results(features, methods, phases)
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         clock.lap("output")
@@ -214,14 +217,13 @@ class SklearnRuntime(MLModel):
             outputs=outputs,
         )
 
-    @property
-    def response_cache_enabled(self) -> bool:
-        return self._cache is not None
-
-    @property
-    def backend_description(self) -> str:
-        """Which backend answers and why, e.g. ``onnx: verified on 8460 rows (...)``."""
-        return self._backend.description
+    def describe(self) -> RuntimeDescription:
+        return RuntimeDescription(
+            load_warning=self.load_warning,
+            backend=self._backend.description,
+            parameters=self.backend_parameters,
+            response_cache=self._cache is not None,
+        )
 
     @property
     def backend_parameters(self) -> dict[str, str]:
