@@ -6,7 +6,7 @@ drives each cell with the same load generator for all of them, interleaved (A B 
 C D, ...), and writes ``docs/benchmarks.md`` and ``docs/img/*.png``. ``make bench`` first
 installs the tools (``benchmarks/install-tools.sh``).
 
-    python -m benchmarks            # 2 rounds, 4 s cells after 1 s warm-up
+    python -m benchmarks            # 2 rounds, 3 s cells after 1 s warm-up
     python -m benchmarks --quick    # 1 round, 2 s cells, few cells, into build/bench-quick/
     python -m benchmarks --render docs/benchmarks.json   # the report again, no load
 """
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {out / 'benchmarks.md'}", flush=True)
         return
     args.rounds = args.rounds or (1 if args.quick else 2)
-    args.seconds = min(args.seconds or (2 if args.quick else 4), 30)
+    args.seconds = min(args.seconds or (2 if args.quick else 3), 30)
     args.warmup = args.warmup if args.warmup is not None else 1
     args.out = args.out or (ROOT / "build" / "bench-quick" if args.quick else ROOT / "docs")
 
