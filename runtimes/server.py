@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from mlserver.batching import load_batching
@@ -25,11 +26,14 @@ from .cache import build_response_cache, publish_metrics
 from .dataplane import V2DataPlane
 from .errors import CannotListen
 from .extensions.handlers import ExtensionHandlers
+from .extensions.log_settings import LogSettings
 from .extensions.statistics import Statistics
+from .extensions.trace_settings import TraceSettings
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
-from .observability.logs import RequestLog, with_logging_config
+from .observability.logs import LogControl, RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
+from .observability.trace_policy import TracePolicy, TraceSetting
 from .platform import stop_metrics
 from .ports import Bound, bound_port, describe, listen, write_port_file
 from .protocol.asgi import ASGIApp
@@ -48,6 +52,9 @@ from .repository.states import ModelStates
 from .repository_api import V2RepositoryHandlers
 from .runtime_api import RuntimeServices, initialiser
 from .settings import ServerConfig, build_cache_settings
+
+if TYPE_CHECKING:  # OpenTelemetry's SDK is imported only when tracing is on
+    from .observability.tracing import RequestTracer
 
 logger = logging.getLogger("v2serve.server")
 
@@ -80,6 +87,18 @@ class V2Server:
         settings = with_logging_config(config.mlserver, config.options)
         self.settings = settings
         self.options = config.options
+        self.log_control = LogControl.from_settings(config.mlserver, config.options)
+        self.trace_policy = TracePolicy(
+            TraceSetting(level="TIMESTAMPS" if self.options.tracing else "OFF")
+        )
+        self.tracer: RequestTracer | None = None
+        if self.options.tracing:
+            from .observability import tracing
+
+            if tracing.sdk_disabled(os.environ):
+                logger.warning("tracing is on, but OTEL_SDK_DISABLED=true: no spans")
+            else:
+                self.tracer = tracing.build_tracer(self.trace_policy)
         self.states = ModelStates()
         self.inflight = InFlight()
         self.response_cache = build_response_cache(build_cache_settings(settings, self.options))
@@ -110,8 +129,13 @@ class V2Server:
             RequestObserver(
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
+            self.tracer,
         )
         self.extensions = ExtensionHandlers(self.data_plane, self.statistics, self.response_cache)
+        self.trace_settings = TraceSettings(
+            self.trace_policy, self.data_plane, tracing=self.options.tracing
+        )
+        self.log_settings = LogSettings(self.log_control)
         self.lifecycle = VersionLifecycle(
             self._model_registry,
             self.states,
@@ -134,7 +158,13 @@ class V2Server:
             settings,
             [
                 triton_handler(
-                    TritonService(self.data_plane, self.repository_handlers, self.extensions)
+                    TritonService(
+                        self.data_plane,
+                        self.repository_handlers,
+                        self.extensions,
+                        self.trace_settings,
+                        self.log_settings,
+                    )
                 ),
                 health_handler(HealthService(self.data_plane)),
             ],
@@ -147,6 +177,8 @@ class V2Server:
             self.options.max_request_size,
             control_token=token,
             cors=settings.cors_settings,
+            trace_settings=self.trace_settings,
+            log_settings=self.log_settings,
         )
         self.rest_server = http_server(rest_config(self.rest_app, settings, self.options))
         self.metrics_server: uvicorn.Server | None = None

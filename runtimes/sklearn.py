@@ -5,6 +5,7 @@ LightGBM booster wrapped to look like one (``runtimes.formats``)."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import build_outputs, run_methods
 from .model_uri import resolve_artifact
@@ -173,9 +175,18 @@ class SklearnRuntime(V2Runtime):
         return results
 
     async def _results(
-        self, features: Any, methods: list[str], phases: Phases | None = None
+        self,
+        features: Any,
+        methods: list[str],
+        phases: Phases | None = None,
+        caller: Caller | None = None,
     ) -> Results:
-        """From the cache, the batcher, or a direct call, in that order of preference."""
+        """From the cache, the batcher, or a direct call, in that order of preference.
+        The answer of a caller who has gone is not cached (runtimes/deadlines.py)."""
+        if self._extra.default_timeout_ms:
+            caller = (caller or Caller(self.name, time.monotonic())).with_default(
+                self._extra.default_timeout_ms
+            )
         cache = self._cache
         lookup = None
         if cache is not None:
@@ -186,10 +197,10 @@ class SklearnRuntime(V2Runtime):
                 return lookup.results
         results: Results
         if self._batcher is not None:
-            results = await self._batcher.submit(features, methods)
+            results = await self._batcher.submit(features, methods, caller)
         else:
             results = self._compute(features, methods)
-        if cache is not None and lookup is not None:
+        if cache is not None and lookup is not None and not (caller and caller.gone()):
             cache.store(lookup, results)
         return results
 
@@ -205,7 +216,7 @@ class SklearnRuntime(V2Runtime):
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
         clock.lap("input")
-        results = await self._results(features, methods, phases)
+        results = await self._results(features, methods, phases, caller_of(payload))
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         clock.lap("output")
