@@ -38,15 +38,17 @@ e2e: install
 
 test: lint unit e2e
 
-# v2serve against vanilla MLServer in one run: docs/benchmarks.md, docs/img/ (issue 8).
-# Not part of `make test`. ARGS=--quick for a short development run.
+# v2serve against vanilla MLServer 1.7.1, Triton 2.51 (PyTriton) and two ceiling probes in
+# one run: docs/benchmarks.md, docs/img/ (issues 8, 15). Not part of `make test`.
+# benchmarks/install-tools.sh installs wrk, h2load, perf_analyzer and the PyTriton venv
+# (.bench-tools/) once. ARGS=--quick for a short development run.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	PYTHON=$(PYTHON) bash benchmarks/install-tools.sh
 	$(BIN)/python -m benchmarks $(ARGS)
 # 5 minutes of mixed REST/gRPC traffic, 10% bad, a version drop every 30 s (docs/reliability.md).
 soak: install

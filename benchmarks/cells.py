@@ -1,29 +1,54 @@
-"""The benchmark's cells: which request, over which protocol, how many callers, to whom.
+"""The benchmark's cells: which request, over which protocol, driven by which load
+generator, how many callers, to whom.
 
-Scenario letters follow issue 8: (a) light REST, (b) light gRPC, (c) heavy REST,
-(d) 1,000 rows, (e) cache hits, (f) a version swap under load; plus the compiled path
-off (v2serve's ``inference_backend: sklearn`` copy of the same model) in (a) and (c).
+Scenario letters follow issues 8 and 15: (a) light REST, (b) light gRPC, (c) 200-tree
+forests (scikit-learn's and XGBoost's), (d) 1,000 rows, (e) cache hits, (f) a version swap
+under load. Every server in a cell gets the same body from the same load generator, one
+after the other (vanilla, v2serve, ..., Triton, the probe), in every round.
+
+Rows that other issues add go in ``ADDED_CELLS`` at the bottom: a cell names its servers
+by ``Target``; a new server variant (tracing on, say) is a new ``Group`` in ``GROUPS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from benchmarks.models import BATCH_ROWS, HEAVY, LIGHT, SKLEARN_SUFFIX, SWAP
-from benchmarks.stats import V2SERVE, V2SERVE_SKLEARN, VANILLA
+from benchmarks.models import BATCH_ROWS, HEAVY, LIGHT, NATIVE_SUFFIX, SKLEARN_SUFFIX, SWAP, XGB
+from benchmarks.stats import PROBE, TRITON, V2SERVE, V2SERVE_SKLEARN, VANILLA
 
 MAIN, CACHED = "main", "cache"
+
+WRK, PERF_ANALYZER, H2LOAD = "wrk", "perf_analyzer", "h2load"
+
+
+@dataclass(frozen=True)
+class Group:
+    """A set of servers started with the same switches, for the cells that name it."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment of vanilla's and v2serve's processes (``MLSERVER_*`` settings)."""
+    kinds: tuple[str, ...] = ("vanilla", "v2serve")
+    only: tuple[str, ...] | None = None
+    """The models this group serves (None: all of them)."""
+
+
+GROUPS = {
+    MAIN: Group(MAIN, kinds=("vanilla", "v2serve", "triton", "probe")),
+    CACHED: Group(CACHED, {"MLSERVER_CACHE_ENABLED": "true"}, only=(HEAVY,)),
+}
 
 
 @dataclass(frozen=True)
 class Target:
     label: str
-    """The column this run reports under (vanilla, v2serve, v2serve with sklearn)."""
+    """The column this run reports under (vanilla, v2serve, Triton, the probe, ...)."""
     kind: str
-    """Which server process answers: "vanilla" or "v2serve"."""
+    """Which server answers: vanilla, v2serve, triton or probe (ASGI or grpc.aio, by the
+    cell's protocol)."""
     model: str
     group: str = MAIN
-    """The main pair of servers, or the pair started with the cache switched on."""
 
 
 @dataclass(frozen=True)
@@ -33,54 +58,87 @@ class Cell:
     protocol: str
     """rest | grpc"""
     encoding: str
-    """json | binary (REST); contents | raw (gRPC)"""
+    """json | binary (REST); raw (gRPC); perf_analyzer chooses its own (binary, raw)"""
     payload: str
     concurrency: int
     targets: tuple[Target, ...]
+    loadgen: str = WRK
     baseline: str = ""
     """Key of the cell whose vanilla result is this cell's denominator (default: itself)."""
     swap: bool = False
+    quick: bool = False
+    """Part of a ``--quick`` run."""
 
 
-def _pair(model: str, group: str = MAIN, sklearn: bool = False) -> tuple[Target, ...]:
-    targets = [Target(VANILLA, "vanilla", model, group), Target(V2SERVE, "v2serve", model, group)]
+def _targets(
+    model: str,
+    vanilla: bool = True,
+    sklearn: bool = False,
+    triton: bool = True,
+    probe: bool = False,
+    group: str = MAIN,
+    native: str = SKLEARN_SUFFIX,
+) -> tuple[Target, ...]:
+    targets = [Target(VANILLA, "vanilla", model, group)] if vanilla else []
+    targets.append(Target(V2SERVE, "v2serve", model, group))
     if sklearn:
-        targets.append(Target(V2SERVE_SKLEARN, "v2serve", model + SKLEARN_SUFFIX, group))
+        targets.append(Target(V2SERVE_SKLEARN, "v2serve", model + native, group))
+    if triton:
+        targets.append(Target(TRITON, "triton", model, group))
+    if probe:
+        targets.append(Target(PROBE, "probe", LIGHT, group))
     return tuple(targets)
 
 
 BATCH = f"light-{BATCH_ROWS}"
 
 
+def light_key(protocol: str, loadgen: str, concurrency: int) -> str:
+    scenario, what = ("a", "REST JSON") if protocol == "rest" else ("b", "gRPC raw")
+    if loadgen == PERF_ANALYZER:
+        what = what.split()[0]  # perf_analyzer picks its own encoding
+    return f"({scenario}) light, {what}, {loadgen}, c={concurrency}"
+
+
 def all_cells() -> list[Cell]:
     cells = []
-    for c in (1, 16, 64):
-        cells.append(
-            Cell(f"(a) light, REST JSON, c={c}", "a", "rest", "json", "light-1", c,
-                 _pair(LIGHT, sklearn=c == 16))
-        )  # fmt: skip
-    for c in (1, 16, 64):
-        cells.append(
-            Cell(f"(b) light, gRPC, c={c}", "b", "grpc", "contents", "light-1", c, _pair(LIGHT))
-        )
-    for c in (16, 64):
-        cells.append(
-            Cell(f"(c) heavy, REST JSON, c={c}", "c", "rest", "json", "heavy-1", c,
-                 _pair(HEAVY, sklearn=True))
-        )  # fmt: skip
-    json_batch = f"(d) {BATCH_ROWS} rows, REST JSON, c=16"
+    for protocol, loadgens in (("rest", (WRK, PERF_ANALYZER)), ("grpc", (PERF_ANALYZER, H2LOAD))):
+        for loadgen in loadgens:
+            for c in (1, 16):
+                cells.append(
+                    Cell(light_key(protocol, loadgen, c), "a" if protocol == "rest" else "b",
+                         protocol, "json" if protocol == "rest" else "raw", "light-1", c,
+                         _targets(LIGHT, sklearn=c == 16 and loadgen == WRK, probe=True),
+                         loadgen=loadgen, quick=c == 16)
+                )  # fmt: skip
+    json_batch = f"(d) {BATCH_ROWS} rows, REST JSON, wrk, c=16"
     cells += [
-        Cell(json_batch, "d", "rest", "json", BATCH, 16, _pair(LIGHT)),
-        Cell(f"(d) {BATCH_ROWS} rows, REST binary, c=16", "d", "rest", "binary", BATCH, 16,
-             _pair(LIGHT), baseline=json_batch),
-        Cell(f"(d) {BATCH_ROWS} rows, gRPC raw, c=16", "d", "grpc", "raw", BATCH, 16,
-             _pair(LIGHT)),
-        Cell("(e) heavy, cache hits, REST, c=16", "e", "rest", "json", "heavy-1", 16,
-             _pair(HEAVY, group=CACHED)),
-        Cell("(f) light, version swap, REST, c=16", "f", "rest", "json", "light-1", 16,
-             _pair(SWAP), swap=True),
+        Cell("(c) forest, REST JSON, wrk, c=16", "c", "rest", "json", "heavy-1", 16,
+             _targets(HEAVY, sklearn=True), quick=True),
+        Cell("(c) forest, REST, perf_analyzer, c=16", "c", "rest", "json", "heavy-1", 16,
+             _targets(HEAVY, vanilla=False, sklearn=True), loadgen=PERF_ANALYZER),
+        Cell("(c) XGBoost forest, REST JSON, wrk, c=16", "c", "rest", "json", "heavy-1", 16,
+             _targets(XGB, vanilla=False, sklearn=True, native=NATIVE_SUFFIX), quick=True),
+        Cell(json_batch, "d", "rest", "json", BATCH, 16, _targets(LIGHT)),
+        Cell(f"(d) {BATCH_ROWS} rows, REST binary, wrk, c=16", "d", "rest", "binary", BATCH, 16,
+             _targets(LIGHT), baseline=json_batch),
+        Cell(f"(d) {BATCH_ROWS} rows, gRPC raw, h2load, c=16", "d", "grpc", "raw", BATCH, 16,
+             _targets(LIGHT), loadgen=H2LOAD),
+        Cell("(e) forest, cache hits, REST JSON, wrk, c=16", "e", "rest", "json", "heavy-1", 16,
+             _targets(HEAVY, triton=False, group=CACHED)),
+        Cell("(f) light, version swap, REST JSON, wrk, c=16", "f", "rest", "json", "light-1",
+             16, _targets(SWAP, triton=False), swap=True),
     ]  # fmt: skip
-    return cells
+    return cells + ADDED_CELLS
+
+
+ADDED_CELLS: list[Cell] = []
+"""Rows other issues add, measured after the ones above in every round. Planned:
+- tracing off/on: a ``Group("tracing", env={...})`` in ``GROUPS`` and a light REST cell
+  whose targets are v2serve in MAIN and in "tracing";
+- "light model p99 while a heavy model takes big requests": a light cell whose servers
+  also carry a background load on the heavy model (a field on ``Cell`` that ``run.py``
+  starts with the measured interval, as it does for the version swap)."""
 
 
 def baselines(cells: list[Cell]) -> dict[str, str]:

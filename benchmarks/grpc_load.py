@@ -10,6 +10,9 @@ that fails prints ``{"probe_error": ...}`` and exits 0.
 
     python -m benchmarks.grpc_load --url 127.0.0.1:8081 --model light --rows rows.npy \
         --concurrency 16 --seconds 5 --warmup 1 [--raw]
+
+``--probe`` makes one call and prints ``{"predict": [...]}`` (or ``{"probe_error": ...}``);
+``--body FILE`` also writes the request as one gRPC frame, h2load's body for the cell.
 """
 
 from __future__ import annotations
@@ -97,6 +100,42 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def predict_values(response: service_pb2.ModelInferResponse) -> list[object] | None:
+    """The ``predict`` output of a response, flattened, raw or typed."""
+    dtypes = {"INT64": "<i8", "INT32": "<i4", "FP64": "<f8", "FP32": "<f4", "BOOL": "?"}
+    for index, output in enumerate(response.outputs):
+        if output.name != "predict":
+            continue
+        if response.raw_output_contents:
+            raw = response.raw_output_contents[index]
+            return np.frombuffer(raw, dtype=dtypes[output.datatype]).tolist()
+        contents = output.contents
+        for kind in ("int64_contents", "int_contents", "fp64_contents", "bool_contents"):
+            values = list(getattr(contents, kind))
+            if values:
+                return values
+        return []
+    return None
+
+
+async def probe(args: argparse.Namespace) -> dict[str, object]:
+    rows = np.load(args.rows)
+    request = build_request(args.model, rows, args.raw)
+    if args.body:
+        from benchmarks.tool_output import grpc_frame
+
+        with open(args.body, "wb") as sink:
+            sink.write(grpc_frame(request.SerializeToString()))
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+    async with grpc.aio.insecure_channel(args.url, options=options) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        try:
+            response = await stub.ModelInfer(request, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            return {"probe_error": f"{exc.code().name}: {exc.details()}"}
+    return {"predict": predict_values(response)}
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -111,8 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--raw", action="store_true", help="raw_input_contents, not contents")
+    parser.add_argument("--probe", action="store_true", help="one call, print its predict")
+    parser.add_argument("--body", help="with --probe: write the request here, gRPC-framed")
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
+    result = asyncio.run(probe(args) if args.probe else run(args))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -1,8 +1,10 @@
 """The benchmark's models, repositories and request bodies, trained into a temp dir.
 
-Both servers load the very same joblib files: v2serve from Triton's layout
+Every server loads the very same files: v2serve from Triton's layout
 (``<model>/<N>/model.joblib``), vanilla MLServer from a folder per model with a
-``model-settings.json`` naming ``mlserver_sklearn.SKLearnModel``.
+``model-settings.json`` naming ``mlserver_sklearn.SKLearnModel``, Triton (PyTriton) and
+the probes from the artifact's path. The XGBoost forest is XGBoost's own ``model.json``,
+served by v2serve and Triton only (vanilla's sklearn runtime cannot read it).
 """
 
 from __future__ import annotations
@@ -21,14 +23,25 @@ from sklearn.ensemble import RandomForestClassifier
 
 from runtimes.examples import iris_v1, iris_v2
 
-LIGHT, HEAVY, SWAP, EXTRA = "light", "heavy", "swap", "heavy-extra"
+LIGHT, HEAVY, SWAP, EXTRA, XGB = "light", "heavy", "swap", "heavy-extra", "xgb"
 SKLEARN_SUFFIX = "-sklearn"
+NATIVE_SUFFIX = "-native"
+"""The XGBoost forest's copy with ``inference_backend: sklearn``: xgboost's own predict."""
 BATCH_ROWS = 1000
 
 
 def heavy_forest() -> Any:
     X, y = load_breast_cancer(return_X_y=True)
     return RandomForestClassifier(n_estimators=200, random_state=0, n_jobs=1).fit(X, y)
+
+
+def xgboost_forest(path: Path) -> None:
+    """200 trees on breast_cancer, saved as XGBoost's own ``model.json``."""
+    import xgboost
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = xgboost.XGBClassifier(n_estimators=200, max_depth=6, random_state=0, n_jobs=1)
+    model.fit(X, y).save_model(path)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,8 @@ class Workspace:
     witness: dict[str, Any]
     """A 1-row body on which light-v1 and light-v2 disagree, and each one's answer: it
     tells which artifact a server is running after a swap."""
+    xgb_expected: list[Any]
+    """The XGBoost forest's ``predict`` of the heavy-1 payload (which holds the forest's)."""
 
 
 def prepare(root: Path) -> Workspace:
@@ -62,6 +77,8 @@ def prepare(root: Path) -> Workspace:
     for name, estimator in estimators.items():
         artifacts[name] = artifacts_dir / f"{name}.joblib"
         joblib.dump(estimator, artifacts[name])
+    artifacts[XGB] = artifacts_dir / "model.json"
+    xgboost_forest(artifacts[XGB])
     iris, cancer = load_iris().data, load_breast_cancer().data
     batch = np.resize(iris, (BATCH_ROWS, iris.shape[1]))
     sources = {
@@ -73,7 +90,21 @@ def prepare(root: Path) -> Workspace:
         name: _payload(root / "bodies", name, estimator, rows)
         for name, (estimator, rows) in sources.items()
     }
-    return Workspace(root, artifacts, payloads, _witness(estimators, iris))
+    return Workspace(
+        root,
+        artifacts,
+        payloads,
+        _witness(estimators, iris),
+        _xgb_predict(artifacts[XGB], cancer[:1]),
+    )
+
+
+def _xgb_predict(path: Path, rows: np.ndarray) -> list[Any]:
+    import xgboost
+
+    model = xgboost.XGBClassifier()
+    model.load_model(path)
+    return [int(v) for v in model.predict(rows)]
 
 
 def _witness(estimators: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
@@ -137,14 +168,30 @@ def _models(workspace: Workspace) -> dict[str, Path]:
     }
 
 
-def v2serve_repository(workspace: Workspace, root: Path, models: list[str] | None = None) -> Path:
-    for name, artifact in _models(workspace).items():
+def _boosters(workspace: Workspace) -> dict[str, Path]:
+    return {XGB: workspace.artifacts[XGB], XGB + NATIVE_SUFFIX: workspace.artifacts[XGB]}
+
+
+def triton_models(workspace: Workspace) -> dict[str, tuple[str, Path]]:
+    """Triton's served name -> (kind, artifact): one copy of each model, no variants."""
+    return {
+        LIGHT: ("sklearn", workspace.artifacts["light-v1"]),
+        HEAVY: ("sklearn", workspace.artifacts["heavy"]),
+        XGB: ("xgboost", workspace.artifacts[XGB]),
+    }
+
+
+def v2serve_repository(
+    workspace: Workspace, root: Path, models: tuple[str, ...] | None = None
+) -> Path:
+    for name, artifact in {**_models(workspace), **_boosters(workspace)}.items():
         if models is not None and name not in models:
             continue
         (root / name / "1").mkdir(parents=True)
-        shutil.copyfile(artifact, root / name / "1" / "model.joblib")
+        filename = "model.json" if artifact.suffix == ".json" else "model.joblib"
+        shutil.copyfile(artifact, root / name / "1" / filename)
         extra: dict[str, Any] = {}
-        if name.endswith(SKLEARN_SUFFIX):
+        if name.endswith((SKLEARN_SUFFIX, NATIVE_SUFFIX)):
             extra["inference_backend"] = "sklearn"
         if name == EXTRA:
             extra["version_policy"] = {"all": {}}
@@ -155,7 +202,7 @@ def v2serve_repository(workspace: Workspace, root: Path, models: list[str] | Non
 
 
 def vanilla_repository(
-    workspace: Workspace, root: Path, models: list[str] | None = None, cached: bool = False
+    workspace: Workspace, root: Path, models: tuple[str, ...] | None = None, cached: bool = False
 ) -> Path:
     for name, artifact in _models(workspace).items():
         if models is not None and name not in models:

@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cells import PERF_ANALYZER, all_cells, light_key
 from benchmarks.stats import (
+    PROBE,
+    SERVERS,
+    TRITON,
     V2SERVE,
     V2SERVE_SKLEARN,
     VANILLA,
@@ -24,8 +28,23 @@ from benchmarks.stats import (
     summarise,
 )
 
-SERIES = (VANILLA, V2SERVE, V2SERVE_SKLEARN)
-COLOURS = {VANILLA: "#7f7f7f", V2SERVE: "#1f77b4", V2SERVE_SKLEARN: "#9ecae1"}
+SERIES = SERVERS
+COLOURS = {
+    VANILLA: "#7f7f7f",
+    V2SERVE: "#1f77b4",
+    V2SERVE_SKLEARN: "#9ecae1",
+    TRITON: "#76b900",
+    PROBE: "#d62728",
+}
+PAIRS = (
+    (V2SERVE, VANILLA),
+    (V2SERVE, TRITON),
+    (V2SERVE, PROBE),
+    (V2SERVE, V2SERVE_SKLEARN),
+    (V2SERVE_SKLEARN, TRITON),
+    (TRITON, VANILLA),
+)
+"""The ratios reported for every cell (candidate / baseline), where both served."""
 
 
 @dataclass(frozen=True)
@@ -63,29 +82,70 @@ class MemoryRow:
 
 @dataclass(frozen=True)
 class Target:
-    """A target from issue 8: candidate/vanilla on ``metric`` compared with ``bound``."""
+    """A target from issue 15: candidate/baseline on ``metric``, compared with ``bound``."""
 
     cell: str
     metric: str
     """throughput (at least ``bound``) or p99 (at most ``bound``)"""
     bound: float
     text: str
+    candidate: str = V2SERVE
+    baseline: str = VANILLA
 
 
-TARGETS = (
-    Target(
-        "(a) light, REST JSON, c=16", "throughput", 5.0, "light REST, 16 conc.: throughput ≥ 5×"
-    ),
-    Target("(a) light, REST JSON, c=16", "p99", 1 / 3, "light REST, 16 conc.: p99 ≤ 1/3"),
-    Target("(b) light, gRPC, c=16", "throughput", 3.0, "light gRPC, 16 conc.: throughput ≥ 3×"),
-    Target("(c) heavy, REST JSON, c=64", "throughput", 10.0, "heavy, 64 conc.: throughput ≥ 10×"),
-    Target(
-        "(d) 1000 rows, REST binary, c=16",
-        "throughput",
-        3.0,
-        "1,000 rows, REST binary vs vanilla JSON: ≥ 3×",
-    ),
-)
+def _targets() -> tuple[Target, ...]:
+    rest16 = light_key("rest", "wrk", 16)
+    targets = [
+        Target(rest16, "throughput", 0.5, "light REST, c=16 (wrk): ≥ 50% of the bare ASGI probe",
+               baseline=PROBE),
+        Target(rest16, "throughput", 8.0, "light REST, c=16 (wrk): ≥ 8× vanilla"),
+        Target(rest16, "p99", 1.0, "light REST, c=16 (wrk): p99 ≤ Triton's", baseline=TRITON),
+    ]  # fmt: skip
+    for loadgen in (PERF_ANALYZER, "h2load"):
+        grpc16 = light_key("grpc", loadgen, 16)
+        targets.append(
+            Target(grpc16, "throughput", 0.6,
+                   f"light gRPC, c=16 ({loadgen}): ≥ 60% of the bare grpc.aio probe",
+                   baseline=PROBE)
+        )  # fmt: skip
+    targets.append(
+        Target(light_key("grpc", "h2load", 16), "throughput", 3.0,
+               "light gRPC, c=16 (h2load): ≥ 3× vanilla")
+    )  # fmt: skip
+    for protocol, loadgens in (
+        ("rest", ("wrk", PERF_ANALYZER)),
+        ("grpc", (PERF_ANALYZER, "h2load")),
+    ):
+        for loadgen in loadgens:
+            for c in (1, 16):
+                targets.append(
+                    Target(light_key(protocol, loadgen, c), "throughput", 1.5,
+                           f"light {'REST' if protocol == 'rest' else 'gRPC'}, c={c} "
+                           f"({loadgen}): ≥ 1.5× Triton", baseline=TRITON)
+                )  # fmt: skip
+    for loadgen, cell in (
+        ("wrk", "(c) forest, REST JSON, wrk, c=16"),
+        (PERF_ANALYZER, "(c) forest, REST, perf_analyzer, c=16"),
+    ):
+        targets += [
+            Target(cell, "throughput", 3.0,
+                   f"200-tree forest, c=16 ({loadgen}): compiled ≥ 3× Triton", baseline=TRITON),
+            Target(cell, "throughput", 1.0,
+                   f"200-tree forest, c=16 ({loadgen}): sklearn backend ≥ 1× Triton",
+                   candidate=V2SERVE_SKLEARN, baseline=TRITON),
+        ]  # fmt: skip
+    targets += [
+        Target("(d) 1000 rows, REST binary, wrk, c=16", "throughput", 2.0,
+               "1,000 rows, REST binary (wrk): ≥ 2× Triton", baseline=TRITON),
+        Target("(d) 1000 rows, gRPC raw, h2load, c=16", "throughput", 2.0,
+               "1,000 rows, gRPC raw (h2load): ≥ 2× Triton", baseline=TRITON),
+    ]  # fmt: skip
+    known = {cell.key for cell in all_cells()}
+    assert all(t.cell in known for t in targets), "a target names a cell that does not exist"
+    return tuple(targets)
+
+
+TARGETS = _targets()
 
 
 def _x(value: float | None) -> str:
@@ -98,12 +158,22 @@ def _n(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def all_comparisons(
+    summaries: Sequence[Summary], baseline_cells: dict[str, str]
+) -> list[Comparison]:
+    return [
+        c
+        for candidate, baseline in PAIRS
+        for c in compare(summaries, candidate, baseline, baseline_cells)
+    ]
+
+
 def target_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, str, str]]:
-    """(target, measured ratio, verdict) for each of issue 8's targets."""
-    index = {(c.cell, c.candidate): c for c in comparisons}
+    """(target, measured ratio, verdict) for each of issue 15's targets."""
+    index = {(c.cell, c.candidate, c.baseline): c for c in comparisons}
     rows = []
     for target in TARGETS:
-        found = index.get((target.cell, V2SERVE))
+        found = index.get((target.cell, target.candidate, target.baseline))
         value = None if found is None else getattr(found, target.metric)
         if value is None:
             rows.append((target.text, "n/a", "not measured (unsupported or not run)"))
@@ -119,6 +189,14 @@ def target_rows(comparisons: Sequence[Comparison]) -> list[tuple[str, str, str]]
     return rows
 
 
+def _pair_cell(found: Comparison | None) -> str:
+    if found is None or found.throughput is None:
+        return ""
+    p99 = f" (p99 {_x(found.p99)})" if found.p99 is not None else ""
+    mapped = "" if found.baseline_cell == found.cell else "†"
+    return f"{_x(found.throughput)}{mapped}{p99}"
+
+
 def render_markdown(
     measurements: Sequence[Measurement],
     swaps: Sequence[SwapRow],
@@ -128,13 +206,9 @@ def render_markdown(
     plots: Sequence[str] = (),
 ) -> str:
     summaries = summarise(measurements)
-    comparisons = [
-        c
-        for candidate in (V2SERVE, V2SERVE_SKLEARN)
-        for c in compare(summaries, candidate, VANILLA, baseline_cells)
-    ]
+    comparisons = all_comparisons(summaries, baseline_cells)
     out = [
-        "# Benchmarks: v2serve against vanilla MLServer 1.7.1",
+        "# Benchmarks: v2serve against vanilla MLServer 1.7.1, Triton and the ceiling of Python",
         "",
         f"Written by `{env.command}` (`make bench`) on {env.date}, commit `{env.commit}`, "
         f"in {env.duration_s / 60:.1f} min. Regenerate it rather than edit it.",
@@ -143,12 +217,12 @@ def render_markdown(
         f"{env.cores} cores ({env.cpu_model}), shared by the servers, the load generators "
         "and other work running at the same time (load average "
         f"{_load(env.load_before)} before the run, {_load(env.load_after)} after). "
-        "Absolute numbers move from run to run; the v2serve/vanilla ratios from the same "
-        "run and the medians over rounds are what count.",
+        "Absolute numbers move from run to run; only the ratios between servers in the same "
+        "run, driven by the same load generator, and the medians over rounds count.",
         "",
-        "## Targets (issue 8)",
+        "## Targets (issue 15)",
         "",
-        "| target | v2serve / vanilla | verdict |",
+        "| target | ratio | verdict |",
         "| --- | --- | --- |",
     ]
     out += [
@@ -158,27 +232,29 @@ def render_markdown(
         "",
         "## Ratios",
         "",
-        "Medians over rounds, candidate / vanilla MLServer in the same cell (throughput: "
-        "higher is better; p99 and CPU per request: lower is better).",
+        "Medians over rounds, same cell, same load generator: throughput of the first over "
+        "the second (higher is better for the first), and in brackets the p99 ratio (lower "
+        "is better for the first). † compared with vanilla's JSON cell, which vanilla "
+        "answers where it cannot answer this one. For the XGBoost forest the *sklearn "
+        "backend* is xgboost's own predict.",
         "",
-        "| cell | candidate | compared with vanilla's | throughput | p99 | CPU / request |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| cell | " + " | ".join(f"{a} / {b}" for a, b in PAIRS) + " |",
+        "| --- |" + " --- |" * len(PAIRS),
     ]
-    for c in comparisons:
-        against = "same cell" if c.baseline_cell == c.cell else c.baseline_cell
-        out.append(
-            f"| {c.cell} | {c.candidate} | {against} | {_x(c.throughput)} | {_x(c.p99)} "
-            f"| {_x(c.cpu_per_request)} |"
-        )
+    index = {(c.cell, c.candidate, c.baseline): c for c in comparisons}
+    for cell in dict.fromkeys(s.cell for s in summaries):
+        row = [_pair_cell(index.get((cell, a, b))) for a, b in PAIRS]
+        if any(row):
+            out.append(f"| {cell} | " + " | ".join(row) + " |")
     out += [
         "",
         "## Results",
         "",
-        "req/s counts successful answers only. CPU ms/req is the server process's "
-        "utime+stime (from /proc) over the measured interval divided by the requests it "
-        "answered; RSS is the server's after the cell.",
+        "req/s counts successful answers only. CPU µs/req is the server's utime+stime (its "
+        "whole process tree, from /proc) per request answered: over wrk's measured interval, "
+        "or over perf_analyzer's and h2load's whole run scaled to the requests they counted.",
         "",
-        "| cell | server | req/s (median) | req/s per round | p50 ms | p99 ms | CPU ms/req "
+        "| cell | server | req/s (median) | req/s per round | p50 ms | p99 ms | CPU µs/req "
         "| errors | RSS MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -205,8 +281,9 @@ def render_markdown(
             "",
             "## Memory",
             "",
-            "Both servers hold the same six models (light, heavy, their sklearn-backend "
-            "names, the swap model and a second heavy one).",
+            "Vanilla and v2serve hold the same six scikit-learn models (light, heavy, their "
+            "sklearn-backend names, the swap model and a second heavy one); v2serve also "
+            "the two XGBoost copies.",
             "",
             "| server | RSS at start, MB | RSS after the load, MB | + one more heavy version, MB "
             "| how |",
@@ -234,7 +311,7 @@ def _result_row(s: Summary) -> str:
     per_round = ", ".join(_n(v) for v in s.rps_per_round)
     return (
         f"| {s.cell} | {s.server} | {_n(s.rps)} | {per_round} | {s.p50_ms:.2f} | "
-        f"{s.p99_ms:.2f} | {s.cpu_ms_per_request:.3f} | {s.errors} | {_n(s.rss_mb)} |"
+        f"{s.p99_ms:.2f} | {_n(s.cpu_ms_per_request * 1e3)} | {s.errors} | {_n(s.rss_mb)} |"
     )
 
 
@@ -242,8 +319,9 @@ def _method(env: Environment) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in env.versions.items())
     return [
         f"- **Rounds**: {env.rounds} per cell, each {env.seconds:g} s measured after "
-        f"{env.warmup:g} s of warm-up; within a round every cell runs vanilla, then v2serve "
-        "(then v2serve with the sklearn backend), so the servers alternate A B A B.",
+        f"{env.warmup:g} s of warm-up (perf_analyzer: three windows of a third of that); "
+        "within a round every cell runs its servers one after the other (vanilla, v2serve, "
+        "v2serve with the sklearn backend, Triton, the probe), so they alternate A B C D.",
         "- **Vanilla MLServer**: `mlserver start DIR`, a `model-settings.json` per model "
         "with `mlserver_sklearn.SKLearnModel`, `settings.json` with `parallel_workers: 0` "
         "(in-process inference) and `debug: false` (no access logs); metrics on, all else "
@@ -251,20 +329,43 @@ def _method(env: Environment) -> list[str]:
         "- **v2serve**: `v2serve start --model-repository DIR --settings DIR` with an empty "
         "`settings.json` (its defaults: `inference_backend: auto`, so compiled where proven "
         "equal). The *sklearn backend* rows are copies of the same artifact with "
-        '`"inference_backend": "sklearn"`: the compiled path off.',
-        "- **Models**, trained by the harness, the same joblib file for both: *light* = "
-        "LogisticRegression on iris, *heavy* = RandomForest, 200 trees, on breast_cancer; "
-        "1-row requests unless the cell says 1,000 rows (the light model). No requested "
-        "outputs, so both answer `predict`. Each server's first answer per cell is checked "
-        "against the estimator run in-process.",
-        "- **REST load**: wrk, 1 thread, N connections, a Lua script that POSTs the same body "
+        '`"inference_backend": "sklearn"`: the compiled path off (for XGBoost: xgboost\'s '
+        "own `inplace_predict`).",
+        "- **Triton**: `tritonserver` 2.51 as PyTriton 0.7.0 bundles it, in its own venv "
+        "(`.bench-tools/pytriton`, numpy<2, the same scikit-learn and xgboost versions), "
+        "`benchmarks/peers/triton_serve.py`: each model bound as a `@batch` function that "
+        "calls the same artifact's `predict` and returns only `predict`, "
+        "`max_batch_size` 1024 with Triton's dynamic batcher, its Python backend (one stub "
+        "process per model talking to PyTriton's process). Triton answers `predict` as "
+        "`[N, 1]`, v2serve as `[N]`: the same values.",
+        "- **Ceiling probes** (`benchmarks/peers/`): a bare ASGI app on uvicorn (httptools, "
+        "uvloop) with orjson, and a bare `grpc.aio` servicer on v2serve's vendored protos "
+        "(`raw_input_contents` in, `raw_output_contents` out), both computing the light "
+        "model's LogisticRegression `predict` with numpy (argmax of X·Wᵀ + b) and nothing "
+        "else: no validation, no metrics, no logs. They serve only the light model.",
+        "- **Models**, trained by the harness, the same files for every server: *light* = "
+        "LogisticRegression on iris, *forest* = RandomForest, 200 trees, on breast_cancer; "
+        "*XGBoost forest* = XGBClassifier, 200 trees, depth 6, on breast_cancer, XGBoost's "
+        "own `model.json`. 1-row requests unless the cell says 1,000 rows (the light model). "
+        "No requested outputs, so every server answers `predict`. Each server's first "
+        "answer per cell is checked against the estimator run in-process.",
+        "- **wrk** (REST): 1 thread, N connections, a Lua script that POSTs the same body "
         "(V2 JSON, or Triton's binary tensor extension with `Inference-Header-Content-Length`) "
-        "and prints wrk's own summary and latency percentiles as JSON. A cell a server "
-        "cannot serve (its probe request fails) is reported as unsupported.",
-        "- **gRPC load**: `python -m benchmarks.grpc_load`, one process, N concurrent "
-        "grpc.aio callers on one channel, tritonclient's generated stubs, "
-        "`ModelInfer` with typed `contents` (1 row) or `raw_input_contents` (1,000 rows); "
-        "counts successes, errors by status code, and latencies.",
+        "and prints wrk's own summary and latency percentiles as JSON.",
+        "- **perf_analyzer** 2.51 (REST and gRPC; `tritonclient` 2.51's binary, which runs "
+        "on glibc 2.36): `--concurrency-range N:N`, three measurement windows, "
+        "`--stability-percentage 999` (on a shared 2-core box the windows are never "
+        "stable; three it is), `--input-data` with the same rows. It reads the model's "
+        "config, so it cannot drive vanilla MLServer (no config endpoint): those cells are "
+        "reported as unsupported. It sends binary tensors over REST and "
+        "`raw_input_contents` over gRPC. Its client is CPU-heavy: compare servers within a "
+        "cell, not across load generators.",
+        "- **h2load** (gRPC; Debian's nghttp2-client): N connections, one stream each, one "
+        "thread, the same gRPC-framed `ModelInferRequest` (`raw_input_contents`) on every "
+        "call, latencies from its `--log-file`. It cannot read `grpc-status` (trailers), so "
+        "the same request is first sent once with a real gRPC client and its answer checked.",
+        "- **A server that cannot serve a cell** (its check request fails, or the load "
+        "generator cannot drive it) is reported as unsupported, with the reason.",
         "- **Cache (e)**: a second pair of servers with `MLSERVER_CACHE_ENABLED=true`, the "
         "heavy model only, the identical body on every request. Vanilla's model also says "
         '`"cache_enabled": true` in its model-settings.json: MLServer caches only models '
@@ -291,11 +392,7 @@ def write_report(
     images = folder / "img"
     images.mkdir(parents=True, exist_ok=True)
     summaries = summarise(measurements)
-    comparisons = [
-        c
-        for candidate in (V2SERVE, V2SERVE_SKLEARN)
-        for c in compare(summaries, candidate, VANILLA, baseline_cells)
-    ]
+    comparisons = all_comparisons(summaries, baseline_cells)
     plots = plot(summaries, comparisons, images)
     relative = [str(p.relative_to(folder)) for p in plots]
     target = folder / "benchmarks.md"
@@ -354,7 +451,7 @@ def plot(
         def label(x: float) -> str:
             return format(x, ",.0f") if x >= 100 else format(x, digits)
 
-        fig, ax = plt.subplots(figsize=(10, 0.62 * len(cells) + 1.8))
+        fig, ax = plt.subplots(figsize=(11, 0.9 * len(cells) + 1.8))
         height = 0.8 / len(SERIES)
         values = [getattr(s, value) for s in summaries if s.rounds > 0 and getattr(s, value) > 0]
         low = min(values, default=1.0) / 2
@@ -362,7 +459,7 @@ def plot(
             ys, xs = [], []
             for row, cell in enumerate(cells):
                 found = index.get((cell, series))
-                y = row + (offset - 1) * height
+                y = row + (offset - (len(SERIES) - 1) / 2) * height
                 if found is None:
                     continue
                 if found.rounds == 0:
@@ -377,7 +474,7 @@ def plot(
         ax.set_xlim(low, max(values, default=1.0) * 3)
         ax.set_xlabel(xlabel)
         ax.set_title(title)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=3,
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=5,
                   fontsize=8)  # fmt: skip
         save(fig, name)
 
@@ -387,39 +484,42 @@ def plot(
         "cpu_per_request.png",
         "Server CPU time per request, median over rounds",
         "cpu_ms_per_request",
-        "ms of utime+stime per request (log)",
+        "ms of utime+stime per request, whole process tree (log)",
         ".3f",
     )
 
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(cells) + 1.8))
-    found_any = {V2SERVE: False, V2SERVE_SKLEARN: False}
-    by_cell = {(c.cell, c.candidate): c for c in comparisons}
-    ratios = [c.throughput for c in comparisons if c.throughput]
-    for offset, candidate in enumerate((V2SERVE, V2SERVE_SKLEARN)):
+    baselines = (VANILLA, TRITON, PROBE)
+    fig, ax = plt.subplots(figsize=(11, 0.7 * len(cells) + 1.8))
+    by_cell = {(c.cell, c.candidate, c.baseline): c for c in comparisons}
+    ratios = [c.throughput for c in comparisons if c.throughput and c.candidate == V2SERVE]
+    height = 0.8 / len(baselines)
+    for offset, baseline in enumerate(baselines):
+        labelled = False
         for row, cell in enumerate(cells):
-            found = by_cell.get((cell, candidate))
+            found = by_cell.get((cell, V2SERVE, baseline))
             if found is None or found.throughput is None:
                 continue
             bar = ax.barh(
-                row + (offset - 0.5) * 0.4,
+                row + (offset - 1) * height,
                 found.throughput,
-                height=0.4,
-                color=COLOURS[candidate],
-                label=None if found_any[candidate] else candidate,
+                height=height,
+                color=COLOURS[baseline],
+                label=None if labelled else f"v2serve / {baseline}",
             )
-            found_any[candidate] = True
-            note = "" if found.baseline_cell == cell else " (vs vanilla JSON)"
+            labelled = True
+            note = "" if found.baseline_cell == cell else " (vs JSON)"
             ax.bar_label(bar, labels=[f"{found.throughput:.2f}×{note}"], fontsize=7, padding=2)
     for target in TARGETS:
-        if target.metric == "throughput" and target.cell in cells:
-            ax.plot(target.bound, cells.index(target.cell), marker="|", color="red", markersize=18)
+        if target.metric == "throughput" and target.candidate == V2SERVE and target.cell in cells:
+            y = cells.index(target.cell) + (baselines.index(target.baseline) - 1) * height
+            ax.plot(target.bound, y, marker="|", color="red", markersize=10)
     ax.axvline(1.0, color="black", linewidth=0.8)
     _cell_axis(ax, cells)
     ax.set_xscale("log")
-    ax.set_xlim(min([0.5, *ratios]) / 1.5, max([10.0, *ratios]) * 3)
-    ax.set_xlabel("throughput, candidate / vanilla MLServer (log); red ticks: issue 8 targets")
-    ax.set_title("Throughput ratio against vanilla MLServer, same run")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=2,
+    ax.set_xlim(min([0.1, *ratios]) / 1.5, max([10.0, *ratios]) * 3)
+    ax.set_xlabel("throughput, v2serve / the other server (log); red ticks: issue 15 targets")
+    ax.set_title("v2serve's throughput against vanilla MLServer, Triton and the probe, same run")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=3,
               fontsize=8)  # fmt: skip
     save(fig, "ratios.png")
     return paths

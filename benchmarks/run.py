@@ -1,17 +1,20 @@
-"""``make bench``: v2serve against vanilla MLServer 1.7.1, in one run, on this machine.
+"""``make bench``: v2serve against vanilla MLServer 1.7.1, a real Triton (PyTriton) and two
+ceiling probes, in one run, on this machine.
 
-Starts both servers on free 127.0.0.1 ports (plus a pair with the response cache on),
-drives each cell with the same load generator for both, interleaved (A B, A B, ...),
-and writes ``docs/benchmarks.md`` and ``docs/img/*.png``.
+Starts every server on free 127.0.0.1 ports (plus a pair with the response cache on),
+drives each cell with the same load generator for all of them, interleaved (A B C D, A B
+C D, ...), and writes ``docs/benchmarks.md`` and ``docs/img/*.png``. ``make bench`` first
+installs the tools (``benchmarks/install-tools.sh``).
 
-    python -m benchmarks            # 2 rounds, 5 s cells after 1 s warm-up
-    python -m benchmarks --quick    # 1 round, 2 s cells, written to build/bench-quick/
+    python -m benchmarks            # 2 rounds, 3 s cells after 1 s warm-up
+    python -m benchmarks --quick    # 1 round, 2 s cells, few cells, into build/bench-quick/
     python -m benchmarks --render docs/benchmarks.json   # the report again, no load
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -28,11 +32,34 @@ from typing import Any
 import requests
 
 from benchmarks import models
-from benchmarks.cells import CACHED, MAIN, Cell, Target, all_cells, baselines
-from benchmarks.loadgen import RestRequest, lua_script, predictions, probe_rest, run_grpc, run_wrk
+from benchmarks.cells import (
+    GROUPS,
+    H2LOAD,
+    MAIN,
+    PERF_ANALYZER,
+    WRK,
+    Cell,
+    Target,
+    all_cells,
+    baselines,
+)  # fmt: skip
+from benchmarks.loadgen import RestRequest, lua_script, predictions, probe_rest, run_wrk
+from benchmarks.peer_loadgen import PERF_ANALYZER as PERF_ANALYZER_BIN
+from benchmarks.peer_loadgen import run_h2load, run_perf_analyzer, write_h2load_body
 from benchmarks.report import Environment, MemoryRow, SwapRow, load_raw, write_report
-from benchmarks.servers import Processes, Server, start_v2serve, start_vanilla, wait_ready
-from benchmarks.stats import Measurement
+from benchmarks.servers import (
+    PYTRITON_PYTHON,
+    TOOLS,
+    Processes,
+    Server,
+    start_probe,
+    start_triton,
+    start_v2serve,
+    start_vanilla,
+    wait_port,
+    wait_ready,
+)  # fmt: skip
+from benchmarks.stats import LoadResult, Measurement
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +74,11 @@ class Run:
     swaps: list[SwapRow] = field(default_factory=list)
     next_version: int = 2
     scripts: dict[tuple[str, str], Path] = field(default_factory=dict)
+    broken: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Servers that did not start, and why: their cells are reported as unsupported."""
+    checked: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(cell, server) -> the note of its first answer's check, once checked."""
+    bodies: dict[tuple[str, str, str], Path] = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {out / 'benchmarks.md'}", flush=True)
         return
     args.rounds = args.rounds or (1 if args.quick else 2)
-    args.seconds = min(args.seconds or (2 if args.quick else 5), 30)
+    args.seconds = min(args.seconds or (2 if args.quick else 3), 30)
     args.warmup = args.warmup if args.warmup is not None else 1
     args.out = args.out or (ROOT / "build" / "bench-quick" if args.quick else ROOT / "docs")
 
@@ -99,7 +131,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _benchmark(run: Run) -> tuple[list[Measurement], list[MemoryRow]]:
-    cells = [c for c in all_cells() if not run.args.only or c.scenario in run.args.only]
+    cells = [
+        c
+        for c in all_cells()
+        if (not run.args.only or c.scenario in run.args.only) and (c.quick or not run.args.quick)
+    ]
     _start_servers(run, cells)
     start_rss = {key: server.rss_mb() for key, server in run.servers.items()}
     measurements = []
@@ -114,31 +150,80 @@ def _benchmark(run: Run) -> tuple[list[Measurement], list[MemoryRow]]:
 
 
 def _start_servers(run: Run, cells: list[Cell]) -> None:
+    """Every server the cells need, all started before any is waited for (Triton is slow)."""
     tmp = run.workspace.root
-    groups = {target.group for cell in cells for target in cell.targets}
-    cache_env = {"MLSERVER_CACHE_ENABLED": "true"}
-    for group in sorted(groups):
-        env = cache_env if group == CACHED else {}
-        only = [models.HEAVY] if group == CACHED else None
+    needed = {(t.group, t.kind, c.protocol) for c in cells for t in c.targets}
+    waits: list[tuple[Server, Callable[[Server], None]]] = []
+    if any(kind == "triton" for _, kind, _ in needed):
+        if PYTRITON_PYTHON.exists():
+            server = start_triton(
+                run.processes,
+                "Triton (PyTriton)",
+                tmp / "run-triton",
+                models.triton_models(run.workspace),
+            )
+            run.servers[(MAIN, "triton")] = server
+            waits.append(
+                (server, lambda s: wait_ready(s, sorted(models.triton_models(run.workspace)), 300))
+            )
+        else:
+            run.broken[(MAIN, "triton")] = f"no PyTriton venv at {PYTRITON_PYTHON} (make bench)"
+    for protocol in ("rest", "grpc"):
+        if (MAIN, "probe", protocol) in needed:
+            server = start_probe(
+                run.processes, f"probe ({protocol})", tmp / f"run-probe-{protocol}", protocol,
+                models.LIGHT, run.workspace.artifacts["light-v1"],
+            )  # fmt: skip
+            run.servers[(MAIN, f"probe-{protocol}")] = server
+            if protocol == "rest":
+                waits.append((server, lambda s: wait_ready(s, [models.LIGHT])))
+            else:
+                waits.append((server, lambda s: wait_port(s, s.grpc_port)))
+    for group in sorted({group for group, _, _ in needed}):
+        spec = GROUPS[group]
         vanilla_repo = models.vanilla_repository(
-            run.workspace, tmp / f"vanilla-{group}", only, cached=group == CACHED
+            run.workspace,
+            tmp / f"vanilla-{group}",
+            spec.only,
+            cached="MLSERVER_CACHE_ENABLED" in spec.env,
         )
-        v2_repo = models.v2serve_repository(run.workspace, tmp / f"v2serve-{group}", only)
-        run.servers[(group, "vanilla")] = start_vanilla(
-            run.processes, f"vanilla MLServer ({group})", tmp / f"run-vanilla-{group}",
-            vanilla_repo, env,
-        )  # fmt: skip
-        run.servers[(group, "v2serve")] = start_v2serve(
-            run.processes, f"v2serve ({group})", tmp / f"run-v2serve-{group}", v2_repo, env
-        )
-    for (group, _), server in run.servers.items():
-        names = [models.HEAVY] if group == CACHED else sorted(_served(server.repository))
-        print(f"waiting for {server.name}: {', '.join(names)}", flush=True)
-        wait_ready(server, names)
+        v2_repo = models.v2serve_repository(run.workspace, tmp / f"v2serve-{group}", spec.only)
+        for kind, repository, start in (
+            ("vanilla", vanilla_repo, start_vanilla),
+            ("v2serve", v2_repo, start_v2serve),
+        ):
+            label = "vanilla MLServer" if kind == "vanilla" else "v2serve"
+            server = start(
+                run.processes, f"{label} ({group})", tmp / f"run-{kind}-{group}", repository,
+                spec.env,
+            )  # fmt: skip
+            run.servers[(group, kind)] = server
+            names = sorted(_served(repository))
+            waits.append((server, functools.partial(_wait_models, names=names)))
+    for server, wait in waits:
+        print(f"waiting for {server.name}", flush=True)
+        try:
+            wait(server)
+        except RuntimeError as exc:
+            key = next(k for k, v in run.servers.items() if v is server)
+            if key[1] in ("vanilla", "v2serve"):
+                raise
+            # A peer that cannot start is reported, not fatal: the rest of the run counts.
+            run.broken[key] = str(exc).splitlines()[0][:200]
+            print(f"{server.name} did not start: {exc}", flush=True)
+
+
+def _wait_models(server: Server, names: list[str]) -> None:
+    wait_ready(server, names)
 
 
 def _served(repository: Path) -> list[str]:
     return [path.name for path in repository.iterdir() if path.is_dir()]
+
+
+def _server_key(cell: Cell, target: Target) -> tuple[str, str]:
+    kind = f"probe-{cell.protocol}" if target.kind == "probe" else target.kind
+    return (target.group, kind)
 
 
 def _stop_servers(run: Run) -> None:
@@ -160,48 +245,88 @@ def _request(run: Run, cell: Cell, model: str) -> RestRequest:
 
 
 def _measure(run: Run, cell: Cell, target: Target, round_number: int) -> Measurement:
-    server = run.servers[(target.group, target.kind)]
-    known = run.unsupported.get((cell.key, target.label))
+    key = _server_key(cell, target)
+    known = run.unsupported.get((cell.key, target.label)) or run.broken.get(key)
     if known:
         return Measurement(cell.key, target.label, round_number, None, unsupported=known)
-    args = run.args
-    note = ""
+    server = run.servers[key]
+    problem = _check(run, cell, target, server)
+    if problem:
+        run.unsupported[(cell.key, target.label)] = problem
+        return Measurement(cell.key, target.label, round_number, None, unsupported=problem)
+    note = run.checked[(cell.key, target.label)]
+    load, cpu, error = _drive(run, cell, target, server, round_number)
+    if load is None:
+        # A tool that cannot drive this server at all (perf_analyzer against vanilla).
+        run.unsupported[(cell.key, target.label)] = error
+        return Measurement(cell.key, target.label, round_number, None, unsupported=error)
+    return Measurement(cell.key, target.label, round_number, load, cpu, server.rss_mb(), note=note)
+
+
+def _expected(run: Run, cell: Cell, target: Target) -> list[Any]:
+    if target.model.startswith(models.XGB):
+        return run.workspace.xgb_expected
+    return run.workspace.payloads[cell.payload].expected
+
+
+def _check(run: Run, cell: Cell, target: Target, server: Server) -> str:
+    """Once per (cell, server): one real request, its answer checked. Returns why the
+    server cannot serve the cell (empty if it can); the check's note goes in ``checked``."""
+    if (cell.key, target.label) in run.checked:
+        return ""
     if cell.protocol == "rest":
         request = _request(run, cell, target.model)
         status, answer = probe_rest(server, request)
         if status != 200:
-            reason = f"HTTP {status}: {_short(answer)}"
-            run.unsupported[(cell.key, target.label)] = reason
-            return Measurement(cell.key, target.label, round_number, None, unsupported=reason)
+            return f"HTTP {status}: {_short(answer)}"
         served = predictions(answer)
-        expected = run.workspace.payloads[cell.payload].expected
-        if served is not None and served != expected and not cell.swap:
-            note = "answer differs from the in-process estimator"
-        script_key = (cell.key, target.model)
-        if script_key not in run.scripts:
-            name = f"script-{len(run.scripts)}"
-            run.scripts[script_key] = lua_script(run.workspace.root, name, request)
-        during = (lambda: _swap(run, server, target, round_number)) if cell.swap else None
-        load, cpu = run_wrk(
-            run.processes, server, run.scripts[script_key], request.path,
-            cell.concurrency, args.seconds, args.warmup, during,
-        )  # fmt: skip
     else:
-        rows = run.workspace.payloads[cell.payload].npy
-        result = run_grpc(
-            run.processes, server, target.model, rows, cell.concurrency,
-            args.seconds, args.warmup, raw=cell.encoding == "raw",
+        body_key = (cell.payload, target.model, server.name)
+        body = run.workspace.root / f"grpc-{len(run.bodies)}.bin"
+        served, error = write_h2load_body(
+            run.processes, server, target.model, run.workspace.payloads[cell.payload].npy, body
+        )
+        if error:
+            return error
+        run.bodies[body_key] = body
+    expected = _expected(run, cell, target)
+    differs = served is not None and served != expected and not cell.swap
+    run.checked[(cell.key, target.label)] = (
+        "answer differs from the in-process estimator" if differs else ""
+    )
+    return ""
+
+
+def _drive(
+    run: Run, cell: Cell, target: Target, server: Server, round_number: int
+) -> tuple[LoadResult | None, float, str]:
+    """(load, server CPU seconds over it, why not) from the cell's load generator."""
+    args = run.args
+    payload = run.workspace.payloads[cell.payload]
+    workdir = run.workspace.root
+    if cell.loadgen == PERF_ANALYZER:
+        result = run_perf_analyzer(
+            run.processes, server, target.model, cell.protocol, payload.rows, cell.concurrency,
+            args.seconds, workdir,
         )  # fmt: skip
-        if result.load is None:
-            run.unsupported[(cell.key, target.label)] = result.probe_error
-            return Measurement(
-                cell.key, target.label, round_number, None, unsupported=result.probe_error
-            )
-        load, cpu = result.load, result.server_cpu
-        # One Python client process: when it used most of a core, it may be the limit.
-        if result.client_cpu > 0.8 * load.seconds:
-            note = f"client used {result.client_cpu / load.seconds:.0%} of a core"
-    return Measurement(cell.key, target.label, round_number, load, cpu, server.rss_mb(), note=note)
+        return result.load, result.server_cpu, result.error
+    if cell.loadgen == H2LOAD:
+        body = run.bodies[(cell.payload, target.model, server.name)]
+        result = run_h2load(
+            run.processes, server, body, cell.concurrency, args.seconds, args.warmup, workdir
+        )
+        return result.load, result.server_cpu, result.error
+    assert cell.loadgen == WRK and cell.protocol == "rest", cell
+    request = _request(run, cell, target.model)
+    script_key = (cell.key, target.model)
+    if script_key not in run.scripts:
+        run.scripts[script_key] = lua_script(workdir, f"script-{len(run.scripts)}", request)
+    during = (lambda: _swap(run, server, target, round_number)) if cell.swap else None
+    load, cpu = run_wrk(
+        run.processes, server, run.scripts[script_key], request.path,
+        cell.concurrency, args.seconds, args.warmup, during,
+    )  # fmt: skip
+    return load, cpu, ""
 
 
 def _swap(run: Run, server: Server, target: Target, round_number: int) -> None:
@@ -272,7 +397,7 @@ def _memory(run: Run, start_rss: dict[tuple[str, str], float]) -> list[MemoryRow
     """RSS after the load, and the growth from loading one more copy of the heavy model."""
     rows = []
     for (group, kind), server in run.servers.items():
-        if group != MAIN:
+        if group != MAIN or kind not in ("vanilla", "v2serve"):
             continue
         before = server.rss_mb()
         heavy = run.workspace.artifacts["heavy"]
@@ -362,9 +487,24 @@ def _environment(
             "onnxruntime": version("onnxruntime"),
             "tritonclient": version("tritonclient"),
             "wrk": wrk.split(" [")[0] or "wrk",
+            "h2load": _first_line(["h2load", "--version"]),
+            "perf_analyzer": _first_line(
+                [str(PERF_ANALYZER_BIN), "--version"], {"LD_LIBRARY_PATH": str(TOOLS / "lib")}
+            ),
+            "tritonserver": "2.51.0 (nvidia-pytriton 0.7.0)",
         },
         commit=commit,
     )
+
+
+def _first_line(args: list[str], env: dict[str, str] | None = None) -> str:
+    try:
+        done = subprocess.run(
+            args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    return (done.stdout or done.stderr).strip().split("\n")[0]
 
 
 def _cpu_model() -> str:

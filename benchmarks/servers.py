@@ -1,4 +1,5 @@
-"""Start vanilla MLServer and v2serve side by side, and read their CPU time and RSS.
+"""Start the servers side by side (vanilla MLServer, v2serve, Triton through PyTriton, the
+ceiling probes), and read their CPU time and RSS.
 
 Every process started here is registered in ``Processes`` and killed (its whole process
 group) when the run ends, whatever happened. This process never imports MLServer: the
@@ -19,7 +20,12 @@ from pathlib import Path
 
 import requests
 
+from benchmarks.peers.triton_serve import MAX_BATCH
+
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / ".bench-tools"
+PYTRITON_PYTHON = TOOLS / "pytriton" / "bin" / "python"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -34,6 +40,8 @@ class Processes:
 
     def __init__(self) -> None:
         self._children: list[subprocess.Popen[bytes]] = []
+        self.interrupt_first: list[subprocess.Popen[bytes]] = []
+        """Children stopped with SIGINT to the leader first (see ``stop``)."""
 
     def popen(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         # A new session per child: its group id is its pid, so only it and its own
@@ -42,10 +50,18 @@ class Processes:
         self._children.append(process)
         return process
 
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    def stop(
+        self, process: subprocess.Popen[bytes], timeout: float = 20, leader_only: bool = False
+    ) -> None:
+        """SIGTERM to the child's group (SIGINT to the child alone with ``leader_only``, for
+        PyTriton, which stops its tritonserver and cleans its workspace itself), then
+        SIGKILL to whatever is left in the group."""
         if process.poll() is None:
             try:
-                os.killpg(process.pid, signal.SIGTERM)
+                if leader_only:
+                    os.kill(process.pid, signal.SIGINT)
+                else:
+                    os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -60,7 +76,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for process in reversed(self._children):
-            self.stop(process)
+            self.stop(process, leader_only=process in self.interrupt_first)
         self._children.clear()
 
 
@@ -73,6 +89,8 @@ class Server:
     metrics_port: int
     repository: Path
     log: Path
+    max_batch_size: int = 0
+    """What the server's model config says (perf_analyzer's shapes depend on it)."""
 
     @property
     def base(self) -> str:
@@ -198,3 +216,74 @@ def wait_ready(server: Server, models: list[str], timeout: float = 180.0) -> Non
             f"{server.name}: {pending} not ready after {timeout}s:\n"
             f"{server.log.read_text()[-4000:]}"
         )
+
+
+def start_triton(
+    processes: Processes, name: str, workdir: Path, models: dict[str, tuple[str, Path]]
+) -> Server:
+    """``benchmarks/peers/triton_serve.py`` in the PyTriton venv: tritonserver 2.51."""
+    script = ROOT / "benchmarks" / "peers" / "triton_serve.py"
+    args = [str(PYTRITON_PYTHON), str(script)]
+    for model, (kind, artifact) in models.items():
+        args += ["--model", f"{model}={kind}:{artifact}"]
+    server = _start_peer(processes, name, workdir, args, ["--http-port", "--grpc-port"])
+    processes.interrupt_first.append(server.process)
+    server.max_batch_size = MAX_BATCH
+    return server
+
+
+def start_probe(
+    processes: Processes, name: str, workdir: Path, protocol: str, model: str, artifact: Path
+) -> Server:
+    """The bare ASGI app (``rest``) or the bare grpc.aio servicer (``grpc``)."""
+    module = "benchmarks.peers.asgi_probe" if protocol == "rest" else "benchmarks.peers.grpc_probe"
+    args = [sys.executable, "-m", module, "--model", model, "--artifact", str(artifact)]
+    return _start_peer(
+        processes, name, workdir, args, ["--port", None] if protocol == "rest" else [None, "--port"]
+    )
+
+
+def _start_peer(
+    processes: Processes,
+    name: str,
+    workdir: Path,
+    args: list[str],
+    port_flags: list[str | None],
+) -> Server:
+    """A peer told its ports by flags: (HTTP flag, gRPC flag), None for a port it lacks;
+    Triton's metrics port goes with ``--metrics-port``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    for flag, port in zip(port_flags, (http, grpc), strict=True):
+        if flag:
+            args = args + [flag, str(port)]
+    if args[0] == str(PYTRITON_PYTHON):
+        args += ["--metrics-port", str(metrics)]
+    log = workdir / "server.log"
+    with log.open("wb") as sink:
+        process = processes.popen(
+            args, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ}
+        )
+    return Server(
+        name,
+        process,
+        http if port_flags[0] else 0,
+        grpc if port_flags[1] else 0,
+        metrics,
+        workdir,
+        log,
+    )
+
+
+def wait_port(server: Server, port: int, timeout: float = 60.0) -> None:
+    """Ready means the port accepts a connection (the gRPC probe has no HTTP side)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited early:\n{server.log.read_text()[-4000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{server.name}: port {port} closed after {timeout}s")

@@ -16,6 +16,11 @@ WRK_MARKER = "BENCH_JSON "
 VANILLA = "vanilla MLServer"
 V2SERVE = "v2serve"
 V2SERVE_SKLEARN = "v2serve, sklearn backend"
+"""``inference_backend: sklearn``: the compiled path off (for XGBoost, xgboost's own)."""
+TRITON = "Triton (PyTriton)"
+PROBE = "ceiling probe"
+"""The bare ASGI app (REST cells) or the bare grpc.aio servicer (gRPC cells)."""
+SERVERS = (VANILLA, V2SERVE, V2SERVE_SKLEARN, TRITON, PROBE)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ class Comparison:
     throughput: float | None
     p99: float | None
     cpu_per_request: float | None
+    baseline: str = VANILLA
 
 
 def compare(
@@ -169,15 +175,19 @@ def compare(
 ) -> list[Comparison]:
     """candidate/baseline for every cell where the candidate served.
 
-    ``baseline_cell`` maps a cell to the one whose baseline it is compared against, for
-    cells the baseline cannot serve (v2serve's binary REST against vanilla's JSON).
+    ``baseline_cell`` maps a cell to the one whose baseline it is compared against when
+    the baseline cannot serve the cell itself (v2serve's binary REST against vanilla's
+    JSON); a baseline that served the cell is compared in it.
     """
     index = {(s.cell, s.server): s for s in summaries}
     comparisons = []
     for item in summaries:
         if item.server != candidate or item.rounds == 0:
             continue
-        against = (baseline_cell or {}).get(item.cell, item.cell)
+        own = index.get((item.cell, baseline))
+        against = item.cell
+        if own is None or own.rounds == 0:
+            against = (baseline_cell or {}).get(item.cell, item.cell)
         base = index.get((against, baseline))
         if base is None or base.rounds == 0:
             continue
@@ -189,6 +199,7 @@ def compare(
                 throughput=ratio(item.rps, base.rps),
                 p99=ratio(item.p99_ms, base.p99_ms),
                 cpu_per_request=ratio(item.cpu_ms_per_request, base.cpu_ms_per_request),
+                baseline=baseline,
             )
         )
     return comparisons

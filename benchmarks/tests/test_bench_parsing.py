@@ -8,14 +8,18 @@ import pytest
 from benchmarks.cells import all_cells, baselines
 from benchmarks.loadgen import RestRequest, lua_script, predictions
 from benchmarks.report import (
+    TARGETS,
     Environment,
     MemoryRow,
     SwapRow,
+    all_comparisons,
     load_raw,
     render_markdown,
     target_rows,
 )
 from benchmarks.stats import (
+    PROBE,
+    TRITON,
     V2SERVE,
     VANILLA,
     LoadResult,
@@ -134,7 +138,7 @@ def test_median_and_ratio() -> None:
 
 
 def test_summaries_are_medians_over_rounds() -> None:
-    cell = "(a) light, REST JSON, c=16"
+    cell = "(a) light, REST JSON, wrk, c=16"
     items = [
         _measure(cell, VANILLA, 1, 5000, p99=8.0),
         _measure(cell, VANILLA, 2, 6000, p99=12.0),
@@ -149,7 +153,10 @@ def test_summaries_are_medians_over_rounds() -> None:
 
 
 def test_comparison_uses_the_mapped_baseline_cell() -> None:
-    json_cell, binary_cell = "(d) 1000 rows, REST JSON, c=16", "(d) 1000 rows, REST binary, c=16"
+    json_cell, binary_cell = (
+        "(d) 1000 rows, REST JSON, wrk, c=16",
+        "(d) 1000 rows, REST binary, wrk, c=16",
+    )
     items = [
         _measure(json_cell, VANILLA, 1, 1000, p99=20.0),
         _measure(json_cell, V2SERVE, 1, 2000, p99=10.0),
@@ -166,22 +173,40 @@ def test_comparison_uses_the_mapped_baseline_cell() -> None:
 
 
 def test_targets_say_met_or_by_how_much_missed() -> None:
-    cell = "(a) light, REST JSON, c=16"
-    items = [_measure(cell, VANILLA, 1, 1000, p99=9.0), _measure(cell, V2SERVE, 1, 2500, p99=6.0)]
+    cell = "(a) light, REST JSON, wrk, c=16"
+    items = [
+        _measure(cell, VANILLA, 1, 1000, p99=9.0),
+        _measure(cell, V2SERVE, 1, 2500, p99=6.0),
+        _measure(cell, TRITON, 1, 1000, p99=3.0),
+        _measure(cell, PROBE, 1, 10000, p99=1.0),
+    ]
     rows = {text: (value, verdict) for text, value, verdict in target_rows(
-        compare(summarise(items), V2SERVE, VANILLA)
+        all_comparisons(summarise(items), {})
     )}  # fmt: skip
-    assert rows["light REST, 16 conc.: throughput ≥ 5×"] == ("2.50×", "missed: 50% of the target")
-    assert rows["light REST, 16 conc.: p99 ≤ 1/3"] == ("0.67×", "missed: 2.0× the allowed p99")
-    assert rows["light gRPC, 16 conc.: throughput ≥ 3×"][0] == "n/a"
+    assert rows["light REST, c=16 (wrk): ≥ 8× vanilla"] == ("2.50×", "missed: 31% of the target")
+    assert rows["light REST, c=16 (wrk): p99 ≤ Triton's"] == (
+        "2.00×",
+        "missed: 2.0× the allowed p99",
+    )
+    assert rows["light REST, c=16 (wrk): ≥ 50% of the bare ASGI probe"] == (
+        "0.25×",
+        "missed: 50% of the target",
+    )
+    assert rows["light REST, c=16 (wrk): ≥ 1.5× Triton"] == ("2.50×", "met")
+    assert rows["light gRPC, c=16 (h2load): ≥ 3× vanilla"][0] == "n/a"
 
-    faster = [_measure(cell, VANILLA, 1, 1000, p99=9.0), _measure(cell, V2SERVE, 1, 6000, p99=2.0)]
-    verdicts = [v for _, _, v in target_rows(compare(summarise(faster), V2SERVE, VANILLA))]
-    assert verdicts[:2] == ["met", "met"]
+
+def test_every_target_names_a_cell_the_benchmark_measures() -> None:
+    keys = {cell.key for cell in all_cells()}
+    assert {target.cell for target in TARGETS} <= keys
+    # The targets against Triton cover every light cell at c=1 and c=16.
+    light = {key for key in keys if key.startswith(("(a) light", "(b) light"))}
+    against_triton = {t.cell for t in TARGETS if t.baseline == TRITON}
+    assert light <= against_triton
 
 
 def test_report_renders_tables_notes_and_the_noise_warning() -> None:
-    cell, binary = "(a) light, REST JSON, c=16", "(d) 1000 rows, REST binary, c=16"
+    cell, binary = "(a) light, REST JSON, wrk, c=16", "(d) 1000 rows, REST binary, wrk, c=16"
     items = [
         _measure(cell, VANILLA, 1, 5000),
         _measure(cell, V2SERVE, 1, 15000),
@@ -196,9 +221,11 @@ def test_report_renders_tables_notes_and_the_noise_warning() -> None:
 
     assert "2 cores (test cpu)" in text and "shared and noisy" in text
     # v2serve's median 2,800 req/s (3,000, 2,800, 20) over vanilla's 1,050 (1,000, 1,100).
-    assert "| (a) light, REST JSON, c=16 | v2serve | same cell | 2.67× |" in text
+    assert "| (a) light, REST JSON, wrk, c=16 | 2.67× (p99 1.00×) |" in text
     assert "| 2,800 | 3,000, 2,800, 20 |" in text  # median and every round, in order
-    assert "| (d) 1000 rows, REST binary, c=16 | vanilla MLServer | unsupported: HTTP 500" in text
+    assert (
+        "| (d) 1000 rows, REST binary, wrk, c=16 | vanilla MLServer | unsupported: HTTP 500" in text
+    )
     assert "client used 95% of a core" in text
     assert "| v2serve | 1 | version 2 renamed into place | served 0.05 s after |" in text
     assert "| v2serve | 290 | 300 | 12.5 | version 2 of heavy-extra |" in text
@@ -207,8 +234,10 @@ def test_report_renders_tables_notes_and_the_noise_warning() -> None:
 
 
 def test_a_runs_raw_results_load_back_for_re_rendering(tmp_path: Path) -> None:
-    items = [_measure("(a) light, REST JSON, c=16", VANILLA, 1, 5000)]
-    items.append(Measurement("(d) 1000 rows, REST binary, c=16", V2SERVE, 1, None, unsupported="x"))
+    items = [_measure("(a) light, REST JSON, wrk, c=16", VANILLA, 1, 5000)]
+    items.append(
+        Measurement("(d) 1000 rows, REST binary, wrk, c=16", V2SERVE, 1, None, unsupported="x")
+    )
     raw = {
         "environment": {**ENV.__dict__},
         "measurements": [m.to_json() for m in items],
