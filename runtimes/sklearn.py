@@ -29,6 +29,7 @@ from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .execution import ModelExecution, start_execution, stop_execution
 from .formats import find_artifact
 from .inference import build_outputs, run_methods
 from .schema import ModelSchema, derive_schema
@@ -46,6 +47,7 @@ class SklearnRuntime(MLModel):
     _constraints: Constraints
     _cache: ModelCache | None = None
     _batcher: MicroBatcher | None = None
+    _execution: ModelExecution | None = None
     _backend: BackendChoice
     _labels: Any = None
     _format: str = "sklearn"
@@ -94,11 +96,19 @@ class SklearnRuntime(MLModel):
         self._settings.platform = "sklearn"
         self._labels = getattr(self._estimator, "classes_", None)
         example = (self._example_features(), list(self._schema.output_names[:1]))
-        self._warm_up(*example)
+        await asyncio.to_thread(self._warm_up, *example)  # off the loop: it may be slow
         if self._example is not None:
             self._verify_example()
         self._cache = bind_model_cache(self._settings)
         self._batcher = self._choose_batching(example)
+        self._execution = await start_execution(
+            self.name,
+            self.version,
+            self._extra.execution,
+            self._extra.execution_threads,
+            self._compute,
+            (self._example, example[1]) if self._example is not None else example,
+        )
         return True
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
@@ -123,6 +133,9 @@ class SklearnRuntime(MLModel):
         return batcher
 
     async def unload(self) -> bool:
+        if self._execution is not None:
+            stop_execution(self._execution)
+            self._execution = None
         if self._cache is not None:
             self._cache.release()
             self._cache = None
@@ -171,7 +184,8 @@ class SklearnRuntime(MLModel):
         return results
 
     async def _results(self, features: Any, methods: list[str]) -> Results:
-        """From the cache, the batcher, or a direct call, in that order of preference."""
+        """From the cache, the batcher, or a direct call, in that order of preference; a
+        direct call runs on the event loop only if it is measured cheap (runtimes.execution)."""
         cache = self._cache
         lookup = None
         if cache is not None:
@@ -184,6 +198,8 @@ class SklearnRuntime(MLModel):
         results: Results
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods)
+        elif self._execution is not None:
+            results = await self._execution.run(self._compute, features, methods)
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None:

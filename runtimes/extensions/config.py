@@ -9,6 +9,7 @@ from typing import Any
 
 from mlserver.model import MLModel
 
+from ..execution import EXECUTIONS
 from ..settings import parse_model_extra
 
 TRITON_TYPES = {
@@ -54,7 +55,14 @@ def model_config(model: MLModel, cache_enabled: bool) -> dict[str, Any]:
         config["dynamic_batching"] = {
             "max_queue_delay_microseconds": int(settings.max_batch_time * 1_000_000)
         }
-    backend: dict[str, str] = getattr(model, "backend_parameters", {})
+    backend: dict[str, str] = dict(getattr(model, "backend_parameters", {}))
+    execution = EXECUTIONS.find(model.name, model.version)
+    if execution is not None:
+        # Triton's instance_group: how many of the model's calls may run at once.
+        config["instance_group"] = [
+            {"name": model.name, "kind": "KIND_CPU", "count": execution.threads}
+        ]
+        backend.update(execution.describe())
     if backend:
         config["parameters"] = {key: {"string_value": value} for key, value in backend.items()}
     return config

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 
 from mlserver.errors import MLServerError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from ..execution import EXECUTIONS, Executions
 from ..repository.states import ModelStates, VersionState
 from ..timings import Phases
 
@@ -80,7 +86,12 @@ class _Series:
 
 
 class ServingMetrics:
-    def __init__(self, states: ModelStates, registry: CollectorRegistry = REGISTRY):
+    def __init__(
+        self,
+        states: ModelStates,
+        registry: CollectorRegistry = REGISTRY,
+        executions: Executions = EXECUTIONS,
+    ):
         self.registry = registry
         self._series: dict[tuple[str, str], _Series] = {}
 
@@ -156,6 +167,8 @@ class ServingMetrics:
         )
         self._states = StatesCollector(states)
         registry.register(self._states)
+        self._executions = ExecutorCollector(executions)
+        registry.register(self._executions)
 
     def close(self) -> None:
         """Unregister everything, so another instance can use the same registry."""
@@ -163,7 +176,7 @@ class ServingMetrics:
             self.success, self.failure, self.inference_count, self.exec_count,
             self.request_us, self.queue_us, *self.phase_us, self.request_seconds,
             self.queue_seconds, self.compute_seconds, self.batch_size, self.inflight,
-            self.load_seconds, self.load_failures, self._states,
+            self.load_seconds, self.load_failures, self._states, self._executions,
         ):  # fmt: skip
             self.registry.unregister(collector)
 
@@ -278,3 +291,45 @@ class StatesCollector(Collector):
             for state, count in counts[model].items():
                 family.add_metric([model, state.value], count)
         yield family
+
+
+class ExecutorCollector(Collector):
+    """Each served version's own threads (``runtimes.execution``), read when scraped:
+    the pool's size, calls waiting for a thread, how long they waited, and how many
+    calls ran on the event loop and how many off it."""
+
+    def __init__(self, executions: Executions):
+        self.executions = executions
+
+    def collect(self) -> Iterator[Metric]:
+        threads = GaugeMetricFamily(
+            "v2serve_executor_threads", "Threads of the model version's own pool", labels=LABELS
+        )
+        waiting = GaugeMetricFamily(
+            "v2serve_executor_queue_length",
+            "Estimator calls waiting for one of the model version's threads",
+            labels=LABELS,
+        )
+        queued = HistogramMetricFamily(
+            "v2serve_executor_queue_seconds",
+            "Time an estimator call waited for one of the model version's threads",
+            labels=LABELS,
+        )
+        calls = CounterMetricFamily(
+            "v2serve_executor_calls",
+            "Direct estimator calls, by where they ran: on the event loop or off it",
+            labels=[*LABELS, "where"],
+        )
+        for execution in self.executions:
+            labels = [execution.model, execution.version]
+            stats = execution.stats
+            threads.add_metric(labels, execution.threads)
+            waiting.add_metric(labels, stats.waiting)
+            buckets, total = stats.histogram()
+            queued.add_metric(labels, buckets, total)
+            calls.add_metric([*labels, "loop"], stats.on_loop)
+            calls.add_metric([*labels, "thread"], stats.off_loop)
+        yield threads
+        yield waiting
+        yield queued
+        yield calls

@@ -7,6 +7,7 @@ stream and the client can tell which request failed. Shared memory, tracing and 
 settings are not supported and answer UNIMPLEMENTED at once.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from mlserver.types import RepositoryIndexRequest
 from ...dataplane import V2DataPlane
 from ...errors import ModelUnavailable, Unsupported
 from ...extensions.handlers import ExtensionHandlers
-from .convert import to_infer_response, to_inference_request
+from .convert import message_size, to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
 from .messages import SERVICE_NAME, message, service_methods
 
@@ -74,7 +75,13 @@ class TritonService:
         return reply
 
     async def _infer(self, request: Any, context: Any) -> Any:
-        payload = to_inference_request(request, _headers(context))
+        if message_size(request) > self.data_plane.options.offload_body_bytes:
+            # A large message converts off the event loop (docs/reliability.md).
+            payload = await asyncio.to_thread(
+                to_inference_request, request, _headers(context), True
+            )
+        else:
+            payload = to_inference_request(request, _headers(context))
         response = await self.data_plane.infer(
             payload, request.model_name, request.model_version or None
         )
