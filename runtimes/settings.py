@@ -165,6 +165,10 @@ class ServerOptions(BaseModel):
     max_header_bytes: int = Field(default=DEFAULT_MAX_HEADER_BYTES, ge=1024)
     """Largest request head (request line and headers, in all) in bytes; a larger one gets
     431 in JSON and the connection is closed, counted as it arrives."""
+    offload_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    """A REST body or gRPC message larger than this is decoded and checked off the event
+    loop (a JSON body in a helper process: the JSON parser holds the interpreter lock for
+    the whole parse), so one large request does not delay the others. 0 offloads all."""
     max_url_bytes: int = Field(default=DEFAULT_MAX_URL_BYTES, ge=256)
     """Longest request URL (path and query) in bytes; a longer one gets 414 in JSON. The URL
     is part of the head, so a URL beyond ``max_header_bytes`` gets 431 first."""
@@ -449,6 +453,15 @@ class ModelExtra(BaseModel):
     """The deadline of a request that brings none (no gRPC deadline, no ``timeout``
     parameter), in milliseconds from its arrival; past it, a request still waiting to
     run is dropped with 504 / DEADLINE_EXCEEDED (``runtimes.deadlines``). None: no deadline."""
+    execution: Literal["auto", "thread", "loop"] = "auto"
+    """Where estimator calls run (runtimes/execution.py). ``auto``: off the event loop, on
+    the model's own threads, unless the call is measured to cost under 200 us (per call
+    plus per row, at load, refined from every call); ``thread``: always off the loop, for
+    a model known to be slow; ``loop``: always on it (no thread hop, but a slow call
+    delays every model)."""
+    execution_threads: int | None = Field(default=None, ge=1, le=64)
+    """Threads of the model version's own pool: at most this many of its calls run at
+    once, the rest wait in its queue. Default: 2, or 1 on a one-core machine."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")

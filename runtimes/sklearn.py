@@ -30,6 +30,7 @@ from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
 from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
+from .execution import ModelExecution, start_execution, stop_execution
 from .inference import build_outputs, run_methods
 from .model_uri import resolve_artifact
 from .runtime_api import RuntimeDescription, V2Runtime
@@ -51,6 +52,7 @@ class SklearnRuntime(V2Runtime):
     _constraints: Constraints
     _cache: ModelCache | None = None
     _batcher: MicroBatcher | None = None
+    _execution: ModelExecution | None = None
     _backend: BackendChoice
     _labels: Any = None
     _format: str = "sklearn"
@@ -98,11 +100,19 @@ class SklearnRuntime(V2Runtime):
         self._settings.platform = "sklearn"
         self._labels = getattr(self._estimator, "classes_", None)
         example = (self._example_features(), list(self._schema.output_names[:1]))
-        self._warm_up(*example)
+        await asyncio.to_thread(self._warm_up, *example)  # off the loop: it may be slow
         if self._example is not None:
             self._verify_example()
         self._cache = bind_model_cache(self.services.response_cache, self._settings)
         self._batcher = self._choose_batching(example)
+        self._execution = await start_execution(
+            self.name,
+            self.version,
+            self._extra.execution,
+            self._extra.execution_threads,
+            self._compute,
+            (self._example, example[1]) if self._example is not None else example,
+        )
         return True
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
@@ -129,6 +139,9 @@ class SklearnRuntime(V2Runtime):
         return batcher
 
     async def unload(self) -> bool:
+        if self._execution is not None:
+            stop_execution(self._execution)
+            self._execution = None
         if self._cache is not None:
             self._cache.release()
             self._cache = None
@@ -184,7 +197,8 @@ class SklearnRuntime(V2Runtime):
         caller: Caller | None = None,
     ) -> Results:
         """From the cache, the batcher, or a direct call, in that order of preference.
-        The answer of a caller who has gone is not cached (runtimes/deadlines.py)."""
+        The answer of a caller who has gone is not cached (runtimes/deadlines.py). A direct
+        call runs on the event loop only if it is measured cheap (runtimes.execution)."""
         if self._extra.default_timeout_ms:
             caller = (caller or Caller(self.name, time.monotonic())).with_default(
                 self._extra.default_timeout_ms
@@ -200,6 +214,8 @@ class SklearnRuntime(V2Runtime):
         results: Results
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods, caller)
+        elif self._execution is not None:
+            results = await self._execution.run(self._compute, features, methods)
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None and not (caller and caller.gone()):

@@ -295,7 +295,7 @@ def split_bytes_elements(raw: bytes) -> list[bytes] | None:
 
 
 def check_raw_tensor(
-    model: str, name: str, datatype: str, shape: Sequence[int], raw: bytes
+    model: str, name: str, datatype: str, shape: Sequence[int], raw: bytes | memoryview
 ) -> list[bytes] | None:
     """A raw buffer must hold exactly shape x element size bytes (BYTES: that many strings).
     For BYTES the elements it split are returned, so the decoder does not split again."""
@@ -306,7 +306,7 @@ def check_raw_tensor(
         )
     count = prod(shape)
     if datatype == "BYTES":
-        elements = split_bytes_elements(raw)
+        elements = split_bytes_elements(bytes(raw))
         if elements is None or len(elements) != count:
             got = "a malformed buffer" if elements is None else f"{len(elements)} strings"
             raise InvalidInput(

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlserver.model import MLModel
 
+from ..execution import EXECUTIONS
 from ..runtime_api import description_of
 from ..settings import parse_model_extra
 
@@ -56,8 +57,14 @@ def model_config(model: MLModel) -> dict[str, Any]:
         config["dynamic_batching"] = {
             "max_queue_delay_microseconds": int(settings.max_batch_time * 1_000_000)
         }
-    if described.parameters:
-        config["parameters"] = {
-            key: {"string_value": value} for key, value in described.parameters.items()
-        }
+    backend: dict[str, str] = dict(described.parameters)
+    execution = EXECUTIONS.find(model.name, model.version)
+    if execution is not None:
+        # Triton's instance_group: how many of the model's calls may run at once.
+        config["instance_group"] = [
+            {"name": model.name, "kind": "KIND_CPU", "count": execution.threads}
+        ]
+        backend.update(execution.describe())
+    if backend:
+        config["parameters"] = {key: {"string_value": value} for key, value in backend.items()}
     return config

@@ -17,11 +17,17 @@ from dataclasses import dataclass
 
 from mlserver.errors import MLServerError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from ..batching import LIVE_BATCHERS
+from ..execution import EXECUTIONS, Executions
 from ..repository.states import ModelStates, VersionState
 from ..timings import Phases
 
@@ -82,7 +88,12 @@ class _Series:
 
 
 class ServingMetrics:
-    def __init__(self, states: ModelStates, registry: CollectorRegistry = REGISTRY):
+    def __init__(
+        self,
+        states: ModelStates,
+        registry: CollectorRegistry = REGISTRY,
+        executions: Executions = EXECUTIONS,
+    ):
         self.registry = registry
         self._series: dict[tuple[str, str], _Series] = {}
 
@@ -160,6 +171,8 @@ class ServingMetrics:
         registry.register(self._states)
         self._batching = BatchingCollector(states)
         registry.register(self._batching)
+        self._executions = ExecutorCollector(executions)
+        registry.register(self._executions)
 
     def close(self) -> None:
         """Unregister everything, so another instance can use the same registry."""
@@ -168,6 +181,7 @@ class ServingMetrics:
             self.request_us, self.queue_us, *self.phase_us, self.request_seconds,
             self.queue_seconds, self.compute_seconds, self.batch_size, self.inflight,
             self.load_seconds, self.load_failures, self._states, self._batching,
+            self._executions,
         ):  # fmt: skip
             self.registry.unregister(collector)
 
@@ -341,3 +355,43 @@ class BatchingCollector(Collector):
                 stopped = float(batcher.stopped is not None)
                 family.add_metric([batcher.model, batcher.version], stopped)
         yield family
+class ExecutorCollector(Collector):
+    """Each served version's own threads (``runtimes.execution``), read when scraped:
+    the pool's size, calls waiting for a thread, how long they waited, and how many
+    calls ran on the event loop and how many off it."""
+
+    def __init__(self, executions: Executions):
+        self.executions = executions
+
+    def collect(self) -> Iterator[Metric]:
+        threads = GaugeMetricFamily(
+            "v2serve_executor_threads", "Threads of the model version's own pool", labels=LABELS
+        )
+        waiting = GaugeMetricFamily(
+            "v2serve_executor_queue_length",
+            "Estimator calls waiting for one of the model version's threads",
+            labels=LABELS,
+        )
+        queued = HistogramMetricFamily(
+            "v2serve_executor_queue_seconds",
+            "Time an estimator call waited for one of the model version's threads",
+            labels=LABELS,
+        )
+        calls = CounterMetricFamily(
+            "v2serve_executor_calls",
+            "Direct estimator calls, by where they ran: on the event loop or off it",
+            labels=[*LABELS, "where"],
+        )
+        for execution in self.executions:
+            labels = [execution.model, execution.version]
+            stats = execution.stats
+            threads.add_metric(labels, execution.threads)
+            waiting.add_metric(labels, stats.waiting)
+            buckets, total = stats.histogram()
+            queued.add_metric(labels, buckets, total)
+            calls.add_metric([*labels, "loop"], stats.on_loop)
+            calls.add_metric([*labels, "thread"], stats.off_loop)
+        yield threads
+        yield waiting
+        yield queued
+        yield calls

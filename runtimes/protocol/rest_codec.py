@@ -58,11 +58,11 @@ def _shape(model: str, name: str, value: Any) -> list[int]:
 
 
 class _BinaryReader:
-    def __init__(self, blob: bytes):
+    def __init__(self, blob: bytes | memoryview):
         self.blob = blob
         self.offset = 0
 
-    def take(self, name: str, size: Any) -> bytes:
+    def take(self, name: str, size: Any) -> bytes | memoryview:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidPayload(f"input '{name}': binary_data_size must be a non-negative integer")
         if self.offset + size > len(self.blob):
@@ -95,7 +95,10 @@ def _input(model: str, item: Any, binary: _BinaryReader) -> RequestInput:
     parameters = _parameters(model, item.get("parameters"), f"input '{name}'")
     size = (item.get("parameters") or {}).get("binary_data_size")
     if size is not None:
-        data: Any = decode_raw(model, name, datatype, shape, binary.take(name, size))
+        raw = binary.take(name, size)
+        # BYTES elements must be bytes; fixed-width values are read in place (no copy).
+        raw = bytes(raw) if datatype == "BYTES" else raw
+        data: Any = decode_raw(model, name, datatype, shape, raw)
     elif "data" in item:
         data = item["data"]
     else:
@@ -121,7 +124,14 @@ def _output(model: str, item: Any) -> RequestOutput:
 def parse_request(
     model: str, body: bytes, header_length: str | None, headers: dict[str, str]
 ) -> InferenceRequest:
-    json_part, binary = body, b""
+    json_part, binary = split_body(body, header_length)
+    return build_request(model, load_json(json_part), binary, headers)
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes | memoryview]:
+    """The JSON header and the binary tensor data after it (empty without the header).
+    The binary part is a view: copying megabytes holds the interpreter lock."""
+    json_part, binary = body, memoryview(b"")
     if header_length is not None:
         try:
             length = int(header_length)
@@ -131,11 +141,21 @@ def parse_request(
             raise InvalidPayload(
                 f"Inference-Header-Content-Length {length} does not fit a body of {len(body)} bytes"
             )
-        json_part, binary = body[:length], body[length:]
+        json_part, binary = body[:length], memoryview(body)[length:]
+    return json_part, binary
+
+
+def load_json(json_part: bytes) -> Any:
     try:
-        document = orjson.loads(json_part)
+        return orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
         raise InvalidPayload(f"the body is not valid JSON: {exc}") from exc
+
+
+def build_request(
+    model: str, document: Any, binary: bytes | memoryview, headers: dict[str, str]
+) -> InferenceRequest:
+    """The request from a parsed body; input data may already be numpy (``json_bulk``)."""
     if not isinstance(document, dict):
         raise InvalidPayload(f"the body must be a JSON object, got {type(document).__name__}")
     inputs = document.get("inputs")

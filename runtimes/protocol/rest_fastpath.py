@@ -5,14 +5,25 @@ the same DataPlane and runtime as gRPC behind it, no framework in between. A fai
 is raised to the router, which answers it through the one error renderer.
 """
 
+import asyncio
 import time
 import zlib
 from time import perf_counter_ns
 
+from mlserver.types import InferenceRequest
+
 from ..dataplane import V2DataPlane
 from ..deadlines import attach
 from ..errors import InvalidPayload, RequestTooLarge
-from .rest_codec import HEADER_LENGTH, parse_request, render_response
+from .offload import COMPRESSION_RATIO, BodyOffload
+from .rest_codec import (
+    HEADER_LENGTH,
+    build_request,
+    load_json,
+    parse_request,
+    render_response,
+    split_body,
+)
 from .rest_router import MODEL, RestRequest, RestResponse, Route
 from .timeouts import rest_caller
 
@@ -48,6 +59,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 class RestInfer:
     def __init__(self, data_plane: V2DataPlane):
         self.data_plane = data_plane
+        self.offload = BodyOffload(data_plane.options.offload_body_bytes)
 
     async def __call__(self, request: RestRequest) -> RestResponse:
         arrived = time.monotonic()
@@ -59,9 +71,13 @@ class RestInfer:
         }
         body = await request.body()
         encoding = headers.get("content-encoding", "identity").lower()
-        if encoding != "identity":
-            body = _decompress(body, encoding, request.max_bytes)
-        parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
+        compressed = encoding != "identity"
+        if self.offload.large(len(body) * (COMPRESSION_RATIO if compressed else 1)):
+            parsed = await self._parse_large(model, body, encoding, headers, request.max_bytes)
+        else:
+            if compressed:
+                body = _decompress(body, encoding, request.max_bytes)
+            parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
         attach(parsed, rest_caller(model, parsed.parameters, arrived, request.receive))
         response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)
@@ -75,6 +91,19 @@ class RestInfer:
             return RestResponse(200, payload, [(b"content-type", _JSON), *extra])
         length = (HEADER_LENGTH.encode(), str(header_length).encode())
         return RestResponse(200, payload, [(b"content-type", _BINARY), length, *extra])
+
+    async def _parse_large(
+        self, model: str, body: bytes, encoding: str, headers: dict[str, str], limit: int
+    ) -> InferenceRequest:
+        """The same request as ``parse_request`` gives, decoded off the event loop."""
+        if encoding != "identity":
+            body = await asyncio.to_thread(_decompress, body, encoding, limit)
+        json_part, binary = split_body(body, headers.get(HEADER_LENGTH))
+        if self.offload.large(len(json_part)):
+            document = await self.offload.load_json(model, json_part)
+        else:
+            document = load_json(json_part)
+        return await asyncio.to_thread(build_request, model, document, binary, headers)
 
 
 def infer_routes(data_plane: V2DataPlane) -> list[Route]:

@@ -16,7 +16,9 @@ def _bf16_to_float32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
-def decode_raw(model: str, name: str, datatype: str, shape: list[int], raw: bytes) -> np.ndarray:
+def decode_raw(
+    model: str, name: str, datatype: str, shape: list[int], raw: bytes | memoryview
+) -> np.ndarray:
     """A flat array of ``prod(shape)`` elements, after the byte length is checked."""
     elements = check_raw_tensor(model, name, datatype, shape, raw)
     if elements is not None:

@@ -8,6 +8,7 @@ answers UNIMPLEMENTED at once. Trace and log settings are Triton's extensions
 (``runtimes.extensions.trace_settings``, ``log_settings``), their values converted here.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter_ns
@@ -25,7 +26,7 @@ from ...extensions.handlers import ExtensionHandlers
 from ...extensions.log_settings import LogSettings, LogValue
 from ...extensions.trace_settings import TraceSettings
 from ..timeouts import grpc_caller
-from .convert import to_infer_response, to_inference_request
+from .convert import message_size, to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
 from .messages import SERVICE_NAME, message, service_methods
 
@@ -98,7 +99,13 @@ class TritonService:
     async def _infer(self, request: Any, context: Any) -> Any:
         arrived = time.monotonic()
         received = perf_counter_ns()
-        payload = to_inference_request(request, _headers(context))
+        if message_size(request) > self.data_plane.options.offload_body_bytes:
+            # A large message converts off the event loop (docs/reliability.md).
+            payload = await asyncio.to_thread(
+                to_inference_request, request, _headers(context), True
+            )
+        else:
+            payload = to_inference_request(request, _headers(context))
         attach(payload, grpc_caller(request.model_name, payload.parameters, arrived, context))
         response = await self.data_plane.infer(
             payload, request.model_name, request.model_version or None, received, "grpc"

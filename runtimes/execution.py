@@ -1,0 +1,315 @@
+"""Where an estimator call runs: on the event loop, or on its model version's own threads.
+
+A call on the event loop holds every request of every model for as long as it runs: one
+5 s ``predict`` delayed iris by 4.5 s (issue 18). So a call runs off the loop, on a small
+thread pool that belongs to its model version, whenever its expected cost is above
+``OFF_LOOP_SECONDS``. The expected cost is ``per_call + per_row * rows``, measured at load
+on the warm-up example (one row, then ``MEASURE_ROWS``) and refined from every call's
+observed compute time with an exponential moving estimate. A model marked slow
+(``"execution": "thread"``) always runs off the loop; ``"loop"`` always on it; ``auto``
+also sends a call off the loop when the cost could not be measured.
+
+Only calls measured cheaper than the bound stay on the loop: a thread hop costs tens of
+microseconds of latency, more than a compiled one-row call takes. Each pool is bounded
+(``execution_threads``); calls beyond it wait in the pool's queue, which
+``max_inflight_per_model`` bounds, and the queue is visible in the model's config and in
+metrics (``ExecutorCollector`` in ``runtimes.observability.metrics``). Observed times are
+folded in on the event loop only, so the estimate needs no lock.
+"""
+
+import asyncio
+import bisect
+import contextvars
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Results = Mapping[str, np.ndarray]
+Compute = Callable[[Any, list[str]], Results]
+Clock = Callable[[], float]
+Mode = Literal["auto", "thread", "loop"]
+
+OFF_LOOP_SECONDS = 200e-6
+"""A call expected to take longer than this runs off the event loop."""
+MEASURE_ROWS = 64
+"""Rows of the second measurement at load, which separates per-row from per-call cost."""
+SMALL_CALL_ROWS = 8
+"""Calls of at most this many rows refine the per-call cost, larger ones the per-row cost."""
+SMOOTHING = 0.2
+"""Weight of one observation in the moving estimate."""
+QUEUE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+def default_threads() -> int:
+    """Two threads where there are two cores or more: one slow call does not block the
+    model's next one, and a model cannot take more of the machine than that."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass
+class CallCost:
+    """Expected seconds of one call of ``rows`` rows: ``per_call + per_row * rows``."""
+
+    per_call: float
+    per_row: float
+
+    def expected(self, rows: int) -> float:
+        return self.per_call + self.per_row * rows
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Moves the estimate a step towards an observed call, so a model that turns
+        slow (a bigger input, a colder cache, a busier machine) leaves the loop."""
+        if rows <= SMALL_CALL_ROWS:
+            residual = seconds - self.per_row * rows
+            self.per_call = max(0.0, self.per_call + SMOOTHING * (residual - self.per_call))
+        else:
+            per_row = (seconds - self.per_call) / rows
+            self.per_row = max(0.0, self.per_row + SMOOTHING * (per_row - self.per_row))
+
+    def describe(self) -> str:
+        return f"{self.per_call * 1e6:.0f} us per call + {self.per_row * 1e6:.2f} us per row"
+
+
+def runs_off_loop(
+    mode: Mode, cost: CallCost | None, rows: int, bound: float = OFF_LOOP_SECONDS
+) -> bool:
+    """The decision for one call: off the loop unless measured cheaper than ``bound``."""
+    if mode == "thread":
+        return True
+    if mode == "loop":
+        return False
+    return cost is None or cost.expected(rows) > bound
+
+
+def repeat_rows(features: Any, rows: int) -> Any:
+    """``rows`` copies of the first row, as an array or a DataFrame like ``features``."""
+    if isinstance(features, pd.DataFrame):
+        return pd.concat([features.iloc[:1]] * rows, ignore_index=True)
+    return np.repeat(np.asarray(features)[:1], rows, axis=0)
+
+
+def _timed(compute: Compute, features: Any, methods: list[str], clock: Clock) -> float:
+    started = clock()
+    compute(features, methods)
+    return clock() - started
+
+
+def measure_cost(
+    compute: Compute,
+    features: Any,
+    methods: list[str],
+    clock: Clock = time.perf_counter,
+    bound: float = OFF_LOOP_SECONDS,
+) -> CallCost | None:
+    """The cost of one call, from calls on the warm-up example; None when it fails.
+
+    A single row over the bound settles it (every call will run off the loop, so a
+    model that sleeps seconds is not called again). Otherwise the median of three calls
+    of one row and of ``MEASURE_ROWS`` rows give the per-call and per-row parts."""
+    try:
+        one = repeat_rows(features, 1)
+        first = _timed(compute, one, methods, clock)
+        if first > bound:
+            return CallCost(per_call=first, per_row=0.0)
+        many = repeat_rows(features, MEASURE_ROWS)
+        small = sorted(_timed(compute, one, methods, clock) for _ in range(3))[1]
+        large = sorted(_timed(compute, many, methods, clock) for _ in range(3))[1]
+    except Exception:  # noqa: BLE001 - an unknown cost sends every auto call off the loop
+        return None
+    per_row = max(0.0, (large - small) / (MEASURE_ROWS - 1))
+    return CallCost(per_call=max(0.0, small - per_row), per_row=per_row)
+
+
+@dataclass
+class QueueStats:
+    """Calls waiting for one of a model's threads, and how long they waited.
+
+    Updated from the event loop (a call queued or abandoned) and from the pool's threads
+    (a call started), so every change holds the lock."""
+
+    waiting: int = 0
+    running: int = 0
+    on_loop: int = 0
+    off_loop: int = 0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(QUEUE_BUCKETS) + 1))
+    waited_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def queued(self) -> None:
+        with self._lock:
+            self.waiting += 1
+            self.off_loop += 1
+
+    def started(self, waited: float) -> None:
+        with self._lock:
+            self.waiting -= 1
+            self.running += 1
+            self.buckets[bisect.bisect_left(QUEUE_BUCKETS, waited)] += 1
+            self.waited_seconds += waited
+
+    def finished(self) -> None:
+        with self._lock:
+            self.running -= 1
+
+    def abandoned(self) -> None:
+        """A queued call cancelled before a thread took it (its client went away)."""
+        with self._lock:
+            self.waiting -= 1
+
+    def ran_on_loop(self) -> None:
+        self.on_loop += 1  # only ever from the event loop
+
+    def histogram(self) -> tuple[list[tuple[str, int]], float]:
+        """Cumulative ``(le, count)`` pairs and the sum, as Prometheus wants them."""
+        with self._lock:
+            counts, total = list(self.buckets), self.waited_seconds
+        cumulative, pairs = 0, []
+        for bound, count in zip([*map(str, QUEUE_BUCKETS), "+Inf"], counts, strict=True):
+            cumulative += count
+            pairs.append((bound, cumulative))
+        return pairs, total
+
+
+class ModelExecution:
+    """One model version's execution: its mode, cost estimate, threads and queue.
+
+    Created at load and shut down at unload; the pool's threads start on first use, so
+    a model whose calls all stay on the loop never has one."""
+
+    def __init__(
+        self,
+        model: str,
+        version: str,
+        mode: Mode,
+        threads: int,
+        cost: CallCost | None,
+        clock: Clock = time.perf_counter,
+    ):
+        self.model, self.version = model, version
+        self.mode, self.threads, self.cost = mode, threads, cost
+        self.stats = QueueStats()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=f"v2serve-{model}-{version}"
+        )
+
+    def off_loop(self, rows: int) -> bool:
+        return runs_off_loop(self.mode, self.cost, rows)
+
+    async def run(self, compute: Compute, features: Any, methods: list[str]) -> Results:
+        rows = len(features)
+        if not self.off_loop(rows):
+            started = self._clock()
+            results = compute(features, methods)
+            self._observe(rows, self._clock() - started)
+            self.stats.ran_on_loop()
+            return results
+        future = self.submit(compute, features, methods)
+        results, seconds = await asyncio.wrap_future(future)
+        self._observe(rows, seconds)
+        return results
+
+    def submit(
+        self, compute: Compute, features: Any, methods: list[str]
+    ) -> "Future[tuple[Results, float]]":
+        """Queues one call on the model's threads; the future gives results and seconds."""
+        context = contextvars.copy_context()
+        queued_at = self._clock()
+        self.stats.queued()
+
+        def call() -> tuple[Results, float]:
+            started = self._clock()
+            self.stats.started(started - queued_at)
+            try:
+                results = context.run(compute, features, methods)
+                return results, self._clock() - started
+            finally:
+                self.stats.finished()
+
+        future = self._pool.submit(call)
+        future.add_done_callback(self._count_abandoned)
+        return future
+
+    def _count_abandoned(self, future: "Future[Any]") -> None:
+        if future.cancelled():  # cancelled before a thread took it: call() never ran
+            self.stats.abandoned()
+
+    def _observe(self, rows: int, seconds: float) -> None:
+        # A cost that could not be measured at load stays unknown: one observation
+        # cannot tell per-call from per-row cost, and guessing wrong blocks the loop.
+        if self.cost is not None:
+            self.cost.observe(rows, seconds)
+
+    def shutdown(self) -> None:
+        """Takes no new calls; calls already running finish on their threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def describe(self) -> dict[str, str]:
+        """For the model's configuration (Triton's config extension)."""
+        return {
+            "execution": self.mode,
+            "execution_threads": str(self.threads),
+            "execution_cost": self.cost.describe() if self.cost is not None else "unknown",
+            "execution_queue": str(self.stats.waiting),
+        }
+
+
+class Executions:
+    """The live executions by (model, version): read by the config extension and the
+    metrics collector. A reload registers the new instance before the old unloads, so
+    the newest wins and an unregister removes only its own."""
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[str, str], ModelExecution] = {}
+
+    def register(self, execution: ModelExecution) -> None:
+        self._live[(execution.model, execution.version)] = execution
+
+    def unregister(self, execution: ModelExecution) -> None:
+        key = (execution.model, execution.version)
+        if self._live.get(key) is execution:
+            del self._live[key]
+
+    def find(self, model: str, version: str | None) -> ModelExecution | None:
+        return self._live.get((model, version or ""))
+
+    def __iter__(self) -> Iterator[ModelExecution]:
+        return iter(list(self._live.values()))
+
+
+EXECUTIONS = Executions()
+
+
+async def start_execution(
+    model: str,
+    version: str | None,
+    mode: Mode,
+    threads: int | None,
+    compute: Compute,
+    example: tuple[Any, Sequence[str]],
+    registry: Executions = EXECUTIONS,
+) -> ModelExecution:
+    """At load: measure the cost where ``auto`` needs it (off the loop: the model may be
+    slow), create and register the pool."""
+    features, methods = example
+    cost = None
+    if mode == "auto":
+        cost = await asyncio.to_thread(measure_cost, compute, features, list(methods))
+    execution = ModelExecution(model, version or "", mode, threads or default_threads(), cost)
+    registry.register(execution)
+    return execution
+
+
+def stop_execution(execution: ModelExecution, registry: Executions = EXECUTIONS) -> None:
+    registry.unregister(execution)
+    execution.shutdown()

@@ -1,0 +1,324 @@
+"""Where estimator calls run (runtimes.execution): the decision from rows and injected
+costs, the moving estimate, the measurement at load with a fake clock, the executor's
+lifecycle and its queue accounting. No sockets, no timing: every cost is injected."""
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runtimes.execution import (
+    MEASURE_ROWS,
+    OFF_LOOP_SECONDS,
+    QUEUE_BUCKETS,
+    CallCost,
+    Executions,
+    ModelExecution,
+    QueueStats,
+    default_threads,
+    measure_cost,
+    repeat_rows,
+    runs_off_loop,
+    start_execution,
+    stop_execution,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def costing(clock: FakeClock, per_call: float, per_row: float, calls: list[int] | None = None):
+    """A compute whose every call advances the fake clock by per_call + per_row * rows."""
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        rows = len(features)
+        if calls is not None:
+            calls.append(rows)
+        clock.now += per_call + per_row * rows
+        return {method: np.zeros(rows) for method in methods}
+
+    return compute
+
+
+# --- the decision -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("per_call", "per_row", "rows", "off"),
+    [
+        (20e-6, 1e-6, 1, False),  # a compiled one-row call stays on the loop
+        (20e-6, 1e-6, 100, False),  # 120 us
+        (20e-6, 1e-6, 181, True),  # 201 us
+        (20e-6, 1e-6, 100_000, True),  # a big request to a cheap model
+        (8e-3, 1e-6, 1, True),  # a forest served by sklearn
+        (OFF_LOOP_SECONDS, 0.0, 1, False),  # exactly the bound stays
+    ],
+)
+def test_auto_decides_from_rows_times_cost(per_call, per_row, rows, off):
+    assert runs_off_loop("auto", CallCost(per_call, per_row), rows) is off
+
+
+@pytest.mark.parametrize("rows", [1, 10_000])
+def test_modes_override_the_cost(rows):
+    cheap = CallCost(1e-6, 0.0)
+    dear = CallCost(5.0, 0.0)
+    assert runs_off_loop("thread", cheap, rows) is True
+    assert runs_off_loop("loop", dear, rows) is False
+    assert runs_off_loop("auto", None, rows) is True  # unknown cost: off the loop
+
+
+def test_the_bound_is_a_parameter():
+    cost = CallCost(100e-6, 0.0)
+    assert runs_off_loop("auto", cost, 1, bound=50e-6) is True
+    assert runs_off_loop("auto", cost, 1, bound=500e-6) is False
+
+
+# --- refinement ---------------------------------------------------------------------------
+
+
+def test_small_calls_refine_the_per_call_cost_towards_what_is_observed():
+    cost = CallCost(per_call=20e-6, per_row=1e-6)
+    for _ in range(40):
+        cost.observe(1, 5e-3 + 1e-6)
+    assert cost.per_call == pytest.approx(5e-3, rel=1e-2)
+    assert cost.per_row == 1e-6
+    assert runs_off_loop("auto", cost, 1)
+
+
+def test_large_calls_refine_the_per_row_cost():
+    cost = CallCost(per_call=10e-6, per_row=0.1e-6)
+    for _ in range(40):
+        cost.observe(10_000, 10e-6 + 10_000 * 2e-6)
+    assert cost.per_row == pytest.approx(2e-6, rel=1e-2)
+    assert cost.per_call == 10e-6
+
+
+def test_one_outlier_moves_the_estimate_by_a_fraction_and_it_comes_back():
+    cost = CallCost(per_call=20e-6, per_row=0.0)
+    cost.observe(1, 5e-3)
+    assert 20e-6 < cost.per_call < 5e-3
+    assert runs_off_loop("auto", cost, 1)
+    for _ in range(60):
+        cost.observe(1, 20e-6)
+    assert not runs_off_loop("auto", cost, 1)
+
+
+def test_estimates_never_go_negative():
+    cost = CallCost(per_call=1e-3, per_row=1e-6)
+    for _ in range(50):
+        cost.observe(1, 0.0)
+        cost.observe(1000, 0.0)
+    assert cost.per_call >= 0 and cost.per_row >= 0
+
+
+# --- measurement at load ------------------------------------------------------------------
+
+
+def test_measure_separates_per_call_from_per_row():
+    clock = FakeClock()
+    calls: list[int] = []
+    compute = costing(clock, per_call=30e-6, per_row=2e-6, calls=calls)
+    cost = measure_cost(compute, np.zeros((1, 4)), ["predict"], clock=clock)
+    assert cost is not None
+    assert cost.per_row == pytest.approx(2e-6)
+    assert cost.per_call == pytest.approx(30e-6)
+    assert sorted(set(calls)) == [1, MEASURE_ROWS]
+
+
+def test_a_slow_first_call_is_not_repeated():
+    clock = FakeClock()
+    calls: list[int] = []
+    cost = measure_cost(costing(clock, 2.0, 0.0, calls), np.zeros((1, 4)), ["predict"], clock)
+    assert calls == [1]
+    assert cost is not None and cost.per_call == 2.0
+    assert runs_off_loop("auto", cost, 1)
+
+
+def test_a_failing_call_leaves_the_cost_unknown():
+    def broken(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        raise ValueError("Found unknown categories")
+
+    assert measure_cost(broken, np.zeros((1, 4)), ["predict"]) is None
+
+
+def test_repeat_rows_keeps_the_kind_of_input():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    repeated = repeat_rows(frame, 5)
+    assert isinstance(repeated, pd.DataFrame)
+    assert list(repeated["b"]) == ["x"] * 5
+    array = repeat_rows(np.arange(8.0).reshape(2, 4), 3)
+    np.testing.assert_array_equal(array, np.tile(np.arange(4.0), (3, 1)))
+
+
+# --- the executor -------------------------------------------------------------------------
+
+
+def test_a_cheap_call_runs_on_the_loop_thread_and_refines_the_cost():
+    clock = FakeClock()
+    threads: list[str] = []
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        clock.now += 50e-6
+        return {"predict": np.zeros(len(features))}
+
+    execution = ModelExecution("m", "1", "auto", 2, CallCost(10e-6, 0.0), clock=clock)
+    try:
+        asyncio.run(execution.run(compute, np.zeros((1, 4)), ["predict"]))
+    finally:
+        execution.shutdown()
+    assert threads == [threading.current_thread().name]
+    assert execution.stats.on_loop == 1 and execution.stats.off_loop == 0
+    assert execution.cost is not None and execution.cost.per_call > 10e-6
+
+
+def test_an_expensive_call_runs_on_the_models_own_threads():
+    threads: list[str] = []
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        return {"predict": np.ones(len(features))}
+
+    execution = ModelExecution("slow", "3", "auto", 1, CallCost(1.0, 0.0))
+    try:
+        results = asyncio.run(execution.run(compute, np.zeros((2, 4)), ["predict"]))
+    finally:
+        execution.shutdown()
+    np.testing.assert_array_equal(results["predict"], np.ones(2))
+    assert threads and threads[0].startswith("v2serve-slow-3")
+    assert execution.stats.off_loop == 1 and execution.stats.on_loop == 0
+    assert execution.stats.waiting == 0 and execution.stats.running == 0
+
+
+def test_an_error_in_a_thread_reaches_the_caller_and_the_queue_is_settled():
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        raise RuntimeError("estimator broke")
+
+    execution = ModelExecution("m", "1", "thread", 1, None)
+    try:
+        with pytest.raises(RuntimeError, match="estimator broke"):
+            asyncio.run(execution.run(compute, np.zeros((1, 4)), ["predict"]))
+    finally:
+        execution.shutdown()
+    assert execution.stats.waiting == 0 and execution.stats.running == 0
+
+
+def test_concurrency_is_bounded_and_the_queue_is_counted():
+    """Two threads, five calls held on a gate: two run, three wait, then all finish."""
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        started.release()
+        assert gate.wait(timeout=30)
+        return {"predict": np.zeros(len(features))}
+
+    execution = ModelExecution("m", "1", "thread", 2, None)
+    futures = [execution.submit(compute, np.zeros((1, 4)), ["predict"]) for _ in range(5)]
+    try:
+        assert started.acquire(timeout=30) and started.acquire(timeout=30)
+        assert execution.stats.running == 2
+        assert execution.stats.waiting == 3
+        assert execution.describe()["execution_queue"] == "3"
+        gate.set()
+        for future in futures:
+            future.result(timeout=30)
+    finally:
+        gate.set()
+        execution.shutdown()
+    assert execution.stats.waiting == 0 and execution.stats.running == 0
+    pairs, _ = execution.stats.histogram()
+    assert pairs[-1] == ("+Inf", 5)
+
+
+def test_a_call_cancelled_while_queued_leaves_the_queue():
+    gate = threading.Event()
+    running = threading.Event()
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        running.set()
+        assert gate.wait(timeout=30)
+        return {}
+
+    execution = ModelExecution("m", "1", "thread", 1, None)
+    first = execution.submit(compute, np.zeros((1, 1)), [])
+    queued = execution.submit(compute, np.zeros((1, 1)), [])
+    try:
+        assert running.wait(timeout=30)
+        assert execution.stats.waiting == 1
+        assert queued.cancel()
+        assert execution.stats.waiting == 0
+    finally:
+        gate.set()
+        first.result(timeout=30)
+        execution.shutdown()
+    assert execution.stats.running == 0
+
+
+def test_queue_histogram_buckets_what_was_waited():
+    stats = QueueStats()
+    for waited in (0.0, 0.003, 0.003, 20.0):
+        stats.queued()
+        stats.started(waited)
+        stats.finished()
+    pairs, total = stats.histogram()
+    assert len(pairs) == len(QUEUE_BUCKETS) + 1
+    assert dict(pairs)["0.0001"] == 1
+    assert dict(pairs)["0.005"] == 3
+    assert dict(pairs)["10.0"] == 3
+    assert pairs[-1] == ("+Inf", 4)
+    assert total == pytest.approx(20.006)
+    assert [count for _, count in pairs] == sorted(count for _, count in pairs)
+
+
+def test_shutdown_refuses_new_calls():
+    execution = ModelExecution("m", "1", "thread", 1, None)
+    execution.shutdown()
+    with pytest.raises(RuntimeError):
+        execution.submit(lambda features, methods: {}, np.zeros((1, 1)), [])
+
+
+def test_start_measures_registers_and_stop_unregisters():
+    registry = Executions()
+    clock_calls: list[int] = []
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        clock_calls.append(len(features))
+        return {"predict": np.zeros(len(features))}
+
+    example = (np.zeros((1, 4)), ["predict"])
+    execution = asyncio.run(
+        start_execution("iris", "2", "auto", None, compute, example, registry=registry)
+    )
+    assert execution.cost is not None and clock_calls
+    assert execution.threads == default_threads()
+    assert registry.find("iris", "2") is execution
+    described = execution.describe()
+    assert described["execution"] == "auto" and described["execution_threads"] == str(
+        default_threads()
+    )
+    stop_execution(execution, registry=registry)
+    assert registry.find("iris", "2") is None
+
+
+def test_thread_mode_is_not_measured_and_a_reload_keeps_the_newest():
+    registry = Executions()
+    calls: list[int] = []
+    compute = costing(FakeClock(), 1.0, 0.0, calls)
+    example = (np.zeros((1, 4)), ["predict"])
+    old = asyncio.run(start_execution("a", "1", "thread", 3, compute, example, registry=registry))
+    new = asyncio.run(start_execution("a", "1", "thread", 3, compute, example, registry=registry))
+    assert calls == [] and old.cost is None and new.threads == 3
+    stop_execution(old, registry=registry)
+    assert registry.find("a", "1") is new
+    assert list(registry) == [new]
+    stop_execution(new, registry=registry)
+    assert list(registry) == []
