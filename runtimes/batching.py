@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .deadlines import Caller
+
 Results = Mapping[str, np.ndarray]
 Compute = Callable[[Any, list[str]], Results]
 
@@ -37,14 +39,42 @@ class MicroBatcher:
         self.max_rows = max_rows
         self._pending: dict[tuple[str, ...], list[tuple[Any, asyncio.Future[Results]]]] = {}
         self._running = False
+        self._callers: dict[asyncio.Future[Results], Caller] = {}
+        """Deadlines of the requests waiting (runtimes/deadlines.py)."""
 
-    async def submit(self, features: Any, methods: Sequence[str]) -> Results:
+    async def submit(
+        self, features: Any, methods: Sequence[str], caller: Caller | None = None
+    ) -> Results:
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(tuple(methods), []).append((features, future))
+        if caller is not None:
+            self._callers[future] = caller
         if not self._running:
             self._running = True
             asyncio.get_running_loop().call_soon(self._next)
-        return await future
+        try:
+            return await future
+        finally:
+            self._callers.pop(future, None)
+
+    def _drop_abandoned(self) -> None:
+        """Before a group is taken: a request whose deadline passed or whose caller left
+        while it waited is answered now (504, or 499 for nobody) and never run."""
+        for methods, group in list(self._pending.items()):
+            kept = []
+            for item in group:
+                future = item[1]
+                caller = self._callers.get(future)
+                if future.done():
+                    continue  # cancelled: a gRPC call that ended
+                if caller is not None and caller.abandoned():
+                    future.set_exception(caller.dropped("in the batching queue"))
+                    continue
+                kept.append(item)
+            if kept:
+                self._pending[methods] = kept
+            else:
+                del self._pending[methods]
 
     def _take(self) -> tuple[tuple[str, ...], list[tuple[Any, asyncio.Future[Results]]]] | None:
         for methods, group in self._pending.items():
@@ -60,6 +90,7 @@ class MicroBatcher:
         return None
 
     def _next(self) -> None:
+        self._drop_abandoned()
         work = self._take()
         if work is None:
             self._running = False

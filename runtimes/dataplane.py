@@ -7,11 +7,16 @@
 - Requests are counted in flight per version, so a retired version drains before unload,
   and past ``max_inflight_per_model`` a request is refused at once (429) instead of queued.
 - Model metadata lists the model's served versions (MLServer returns its dependency list).
+- A request whose deadline passed, or whose caller left, before it reached its model is
+  dropped here (``runtimes.deadlines``); one cancelled after its deadline counts as a
+  timeout in statistics, metrics and the log.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from time import perf_counter_ns
+from typing import TYPE_CHECKING
 
 from mlserver.context import model_context
 from mlserver.errors import ModelNotFound
@@ -21,6 +26,7 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 
+from .deadlines import caller_of
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
 from .observability.observer import RequestObserver, batch_size
@@ -28,8 +34,12 @@ from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
 from .repository.workers import worker_failure
+from .runtime_api import timed_entry
 from .settings import ServerOptions
-from .timings import Phases, current_phases
+from .timings import Phases
+
+if TYPE_CHECKING:  # OpenTelemetry's SDK is imported only when tracing is on
+    from .observability.tracing import RequestTracer
 
 
 class V2DataPlane(DataPlane):
@@ -42,6 +52,7 @@ class V2DataPlane(DataPlane):
         inflight: InFlight,
         statistics: Statistics,
         observer: RequestObserver | None = None,
+        tracer: "RequestTracer | None" = None,
     ):
         super().__init__(settings=settings, model_registry=model_registry)
         # MLServer's cache shares entries across models; the runtime's (runtimes.cache) replaces it.
@@ -52,6 +63,8 @@ class V2DataPlane(DataPlane):
         self.statistics = statistics
         self.parallel_workers = bool(settings.parallel_workers)
         self.observer = observer or RequestObserver()
+        self.tracer = tracer
+        """None with tracing off: then a request costs one check."""
         self.stopping = False
         """Set on SIGTERM: readiness is false from then on."""
 
@@ -105,14 +118,20 @@ class V2DataPlane(DataPlane):
         return metadata
 
     async def infer(
-        self, payload: InferenceRequest, name: str, version: str | None = None
+        self,
+        payload: InferenceRequest,
+        name: str,
+        version: str | None = None,
+        received_ns: int | None = None,
+        protocol: str = "",
     ) -> InferenceResponse:
         """MLServer's infer without its per-request costs that v2serve replaces: its
         Prometheus summary (labelled with the requested version, not the served one) and
-        CloudEvents headers. Each phase is timed for statistics, metrics and the log."""
+        CloudEvents headers. Each phase is timed for statistics, metrics, the log and the
+        trace; ``received_ns`` (``perf_counter_ns``) and ``protocol`` tell the trace when
+        and how the adapter received the request."""
         started = perf_counter_ns()
         phases = Phases()
-        token = current_phases.set(phases)
         model: MLModel | None = None
         ok = False
         error: BaseException | None = None
@@ -121,10 +140,13 @@ class V2DataPlane(DataPlane):
             self.observer.started(model)
             self.inflight.enter(model)
             try:
+                caller = caller_of(payload)
+                if caller is not None and caller.expired():
+                    raise caller.dropped("before reaching the model")
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started
                     try:
-                        prediction = await model.predict(payload)
+                        prediction = await timed_entry(model, payload, phases)
                     except Exception as exc:
                         failure = worker_failure(name, exc) if self.parallel_workers else None
                         if failure is None:
@@ -137,15 +159,22 @@ class V2DataPlane(DataPlane):
                 self.inflight.leave(model)
         except BaseException as exc:
             error = exc
+            if isinstance(exc, asyncio.CancelledError):
+                caller = caller_of(payload)
+                timed_out = caller.timed_out("the call was cancelled") if caller else None
+                error = timed_out or exc
             raise
         finally:
-            current_phases.reset(token)
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(
                     model.name, model.version or "", batch_size(payload), ok, elapsed, phases
                 )
             self.observer.finished(name, model, payload, error, elapsed, phases)
+            if self.tracer is not None:
+                self.tracer.record(
+                    name, model, payload, error, started, elapsed, phases, received_ns, protocol
+                )
 
     @asynccontextmanager
     async def _infer_contextmanager(

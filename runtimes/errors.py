@@ -10,6 +10,7 @@
         │   ├── InvalidClassification 400 a bad classification request
         │   ├── InvalidModelName      400  a name that could escape the repository
         │   ├── CorsRefused           400  a CORS preflight that cors_settings refuses
+        │   ├── InvalidSetting        400  a bad key or value for the trace or log settings
         │   └── MalformedRequest      400  HTTP framing llhttp refused (REST only)
         ├── Unauthenticated           401  UNAUTHENTICATED  a control API without the token
         ├── ModelUnavailable          404  NOT_FOUND  unknown model or version
@@ -23,12 +24,14 @@
         │   ├── ArtifactRefused       422  a hash, type or sklearn version check refused it
         │   └── OutsideRepository     422  a path the model names leads outside the repository
         ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
+        ├── CallerGone                499  CANCELLED  the caller left while its request waited
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
         ├── CannotListen              503  UNAVAILABLE  a port taken at start-up (never served)
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
         ├── NonFiniteOutput           500  INTERNAL  NaN/Inf in an output asked for as JSON
         ├── Unsupported               501  UNIMPLEMENTED  a protocol feature v2serve lacks
         ├── NotReady                  503  UNAVAILABLE
+        ├── DeadlineExceeded          504  DEADLINE_EXCEEDED  the deadline passed while it waited
         └── WorkerUnavailable         503  UNAVAILABLE  a parallel-inference worker died
 
 HTTP statuses map to gRPC codes in ``runtimes.protocol.status``. As Starlette's
@@ -115,6 +118,14 @@ class InvalidModelName(BadRequest):
 class CorsRefused(BadRequest):
     def __init__(self, what: str, got: str):
         super().__init__(f"CORS preflight refused: {what} '{got}' is not allowed by cors_settings")
+
+
+class InvalidSetting(BadRequest):
+    """A trace-setting or log-setting update (Triton's extensions) that cannot apply."""
+
+    def __init__(self, extension: str, key: str, problem: str):
+        self.key = key
+        super().__init__(f"{extension} setting '{clip(key)}': {clip(problem, DETAIL_LIMIT)}")
 
 
 class MalformedRequest(BadRequest):
@@ -285,6 +296,33 @@ class TooManyRequests(V2ServeError):
         super().__init__(
             f"{where} has {limit} requests in flight, its limit (max_inflight_per_model); "
             f"retry after {self.retry_after_seconds}s"
+        )
+
+
+class CallerGone(V2ServeError):
+    """A cancelled gRPC call or a closed REST connection, found while the request waited
+    (``runtimes.deadlines``); 499 is nginx's "client closed request". Nobody reads it:
+    it is what the request's statistics, metrics and log line record."""
+
+    status_code = 499
+
+    def __init__(self, model: str, waited: float, where: str):
+        super().__init__(
+            f"model '{clip(model)}': the caller went away after {waited:.3f} s; "
+            f"the request was dropped {where} and not run"
+        )
+
+
+class DeadlineExceeded(V2ServeError):
+    """A request's deadline (the gRPC deadline, Triton's ``timeout`` parameter or the
+    model's ``default_timeout_ms``) passed before it ran (``runtimes.deadlines``)."""
+
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+
+    def __init__(self, model: str, allowed: float, waited: float, outcome: str):
+        super().__init__(
+            f"model '{clip(model)}': the request's deadline of {allowed:.3f} s passed "
+            f"after {waited:.3f} s; {outcome}"
         )
 
 

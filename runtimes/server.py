@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from mlserver.batching import load_batching
@@ -21,16 +22,18 @@ from mlserver.parallel import InferencePoolRegistry
 from mlserver.parallel.worker import Worker
 from mlserver.settings import ModelSettings
 
-from .cache import configure as configure_cache
-from .cache import response_cache
+from .cache import build_response_cache, publish_metrics
 from .dataplane import V2DataPlane
 from .errors import CannotListen
 from .extensions.handlers import ExtensionHandlers
+from .extensions.log_settings import LogSettings
 from .extensions.statistics import Statistics
+from .extensions.trace_settings import TraceSettings
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
-from .observability.logs import RequestLog, with_logging_config
+from .observability.logs import LogControl, RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
+from .observability.trace_policy import TracePolicy, TraceSetting
 from .platform import stop_metrics
 from .ports import Bound, bound_port, describe, listen, write_port_file
 from .protocol.asgi import ASGIApp
@@ -47,19 +50,29 @@ from .repository.lifecycle import VersionLifecycle
 from .repository.registry import V2ModelRegistry
 from .repository.states import ModelStates
 from .repository_api import V2RepositoryHandlers
+from .runtime_api import RuntimeServices, initialiser
 from .settings import ServerConfig, build_cache_settings
+
+if TYPE_CHECKING:  # OpenTelemetry's SDK is imported only when tracing is on
+    from .observability.tracing import RequestTracer
 
 logger = logging.getLogger("v2serve.server")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 
 
-def build_registry(pool: InferencePoolRegistry | None) -> V2ModelRegistry:
+def build_registry(
+    pool: InferencePoolRegistry | None, services: RuntimeServices
+) -> V2ModelRegistry:
     """MLServer's load hooks, less its custom REST handlers (v2serve serves only V2
-    routes): models go to the worker pool if there is one, and get adaptive batching."""
+    routes): models go to the worker pool if there is one, and get adaptive batching.
+    In-process runtimes get the server's services; a worker's runtime gets none."""
     if pool is None:
         return V2ModelRegistry(
-            on_model_load=[load_batching], on_model_reload=[], on_model_unload=[]
+            on_model_load=[load_batching],
+            on_model_reload=[],
+            on_model_unload=[],
+            model_initialiser=initialiser(services),
         )
     return V2ModelRegistry(
         on_model_load=[pool.load_model, load_batching],
@@ -74,19 +87,33 @@ class V2Server:
         settings = with_logging_config(config.mlserver, config.options)
         self.settings = settings
         self.options = config.options
+        self.log_control = LogControl.from_settings(config.mlserver, config.options)
+        self.trace_policy = TracePolicy(
+            TraceSetting(level="TIMESTAMPS" if self.options.tracing else "OFF")
+        )
+        self.tracer: RequestTracer | None = None
+        if self.options.tracing:
+            from .observability import tracing
+
+            if tracing.sdk_disabled(os.environ):
+                logger.warning("tracing is on, but OTEL_SDK_DISABLED=true: no spans")
+            else:
+                self.tracer = tracing.build_tracer(self.trace_policy)
         self.states = ModelStates()
         self.inflight = InFlight()
-        if (
-            configure_cache(build_cache_settings(settings, self.options))
-            and settings.parallel_workers
-        ):
-            logger.warning("the response cache is off: parallel workers run the models")
+        self.response_cache = build_response_cache(build_cache_settings(settings, self.options))
+        if self.response_cache is not None:
+            publish_metrics(self.response_cache)
+            if settings.parallel_workers:
+                logger.warning("the response cache is off: parallel workers run the models")
         # First: it switches prometheus_client to multiprocess values with parallel workers.
         self.metrics_app = MetricsApp(settings) if settings.metrics_endpoint else None
         self.pool: InferencePoolRegistry | None = None
         if settings.parallel_workers:
             self.pool = InferencePoolRegistry(settings, on_worker_stop=[self._worker_stopped])
-        self._model_registry = build_registry(self.pool)
+        self._model_registry = build_registry(
+            self.pool, RuntimeServices(response_cache=self.response_cache)
+        )
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
         self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
@@ -102,8 +129,13 @@ class V2Server:
             RequestObserver(
                 self.states, self.metrics, RequestLog() if self.options.log_requests else None
             ),
+            self.tracer,
         )
-        self.extensions = ExtensionHandlers(self.data_plane, self.statistics)
+        self.extensions = ExtensionHandlers(self.data_plane, self.statistics, self.response_cache)
+        self.trace_settings = TraceSettings(
+            self.trace_policy, self.data_plane, tracing=self.options.tracing
+        )
+        self.log_settings = LogSettings(self.log_control)
         self.lifecycle = VersionLifecycle(
             self._model_registry,
             self.states,
@@ -112,7 +144,7 @@ class V2Server:
             root=self.repository.root,
             listeners=[
                 listener
-                for listener in (self.statistics, self.metrics, response_cache())
+                for listener in (self.statistics, self.metrics, self.response_cache)
                 if listener is not None
             ],
         )
@@ -126,7 +158,13 @@ class V2Server:
             settings,
             [
                 triton_handler(
-                    TritonService(self.data_plane, self.repository_handlers, self.extensions)
+                    TritonService(
+                        self.data_plane,
+                        self.repository_handlers,
+                        self.extensions,
+                        self.trace_settings,
+                        self.log_settings,
+                    )
                 ),
                 health_handler(HealthService(self.data_plane)),
             ],
@@ -139,6 +177,8 @@ class V2Server:
             self.options.max_request_size,
             control_token=token,
             cors=settings.cors_settings,
+            trace_settings=self.trace_settings,
+            log_settings=self.log_settings,
         )
         self.rest_server = http_server(rest_config(self.rest_app, settings, self.options))
         self.metrics_server: uvicorn.Server | None = None

@@ -54,6 +54,8 @@ V2SERVE_DEFAULTS: dict[str, Any] = {
         "model_configuration",
         "statistics",
         "parameters",
+        "trace",
+        "logging",
     ],
 }
 
@@ -65,7 +67,8 @@ UNHONOURED_SETTINGS: dict[str, str] = {
     "kafka_servers": "v2serve has no Kafka server (kafka_enabled is refused)",
     "kafka_topic_input": "v2serve has no Kafka server (kafka_enabled is refused)",
     "kafka_topic_output": "v2serve has no Kafka server (kafka_enabled is refused)",
-    "tracing_server": "v2serve does not trace requests yet; leave it unset",
+    "tracing_server": "v2serve traces with OpenTelemetry through its own switch: set the "
+    "v2serve option 'tracing' (V2SERVE_TRACING=true) and the OTEL_* variables",
     "gzip_enabled": "v2serve does not compress responses; leave it false",
     "metrics_rest_server_prefix": "v2serve's REST routes have no per-route Prometheus "
     "metrics; its request metrics are v2serve_* (docs/observability.md)",
@@ -164,6 +167,10 @@ class ServerOptions(BaseModel):
     max_url_bytes: int = Field(default=DEFAULT_MAX_URL_BYTES, ge=256)
     """Longest request URL (path and query) in bytes; a longer one gets 414 in JSON. The URL
     is part of the head, so a URL beyond ``max_header_bytes`` gets 431 first."""
+    tracing: bool = False
+    """OpenTelemetry spans for inference requests, exported over OTLP as the standard
+    ``OTEL_*`` variables say (runtimes/observability/tracing.py). Off, a request pays one
+    boolean check."""
 
 
 def reject_unknown_keys(values: Mapping[str, Any], known: Iterable[str], source: str) -> None:
@@ -375,7 +382,7 @@ class ModelExtra(BaseModel):
     """Names for the columns of a 2-D numeric input, so ``features`` can use them."""
     features: dict[str, FeatureConstraint] = Field(default_factory=dict)
     """Per-feature constraints, keyed by column name, column index or a ``feature_names`` name."""
-    inference_backend: Literal["auto", "sklearn", "onnx"] = "auto"
+    inference_backend: Literal["auto", "sklearn", "onnx", "native"] = "auto"
     """``auto`` serves ONNX Runtime where it is proven equal to sklearn, else sklearn;
     ``onnx`` fails the load unless it is; ``sklearn`` never compiles (docs/compiled.md)."""
     batching: Literal["auto", "on", "off"] = "auto"
@@ -383,6 +390,10 @@ class ModelExtra(BaseModel):
     model served by sklearn whose one-row call takes 0.5 ms or more at load."""
     batch_max_rows: int = Field(default=64, ge=1)
     """The most rows one batched call gathers."""
+    default_timeout_ms: int | None = Field(default=None, ge=1)
+    """The deadline of a request that brings none (no gRPC deadline, no ``timeout``
+    parameter), in milliseconds from its arrival; past it, a request still waiting to
+    run is dropped with 504 / DEADLINE_EXCEEDED (``runtimes.deadlines``). None: no deadline."""
     onnx_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per model; 1 suits many small requests on few cores."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")

@@ -5,12 +5,12 @@ LightGBM booster wrapped to look like one (``runtimes.formats``)."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlserver import MLModel
 from mlserver.types import (
     InferenceRequest,
     InferenceResponse,
@@ -28,18 +28,23 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
-from .formats import find_artifact
 from .inference import build_outputs, run_methods
+from .model_uri import resolve_artifact
+from .runtime_api import RuntimeDescription, V2Runtime
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
-from .timings import PhaseClock, current_phases
+from .timings import PhaseClock, Phases
 from .validation import decode_features, requested_outputs
 
 logger = logging.getLogger("v2serve.runtime")
 
 
-class SklearnRuntime(MLModel):
+class SklearnRuntime(V2Runtime):
+    """Also a plain MLServer runtime: under ``mlserver start`` it serves the same answers,
+    schema and checks, without what only v2serve's server injects (the response cache)."""
+
     _estimator: Any
     _schema: ModelSchema
     _extra: ModelExtra
@@ -54,11 +59,10 @@ class SklearnRuntime(MLModel):
 
     async def load(self) -> bool:
         parameters = self._settings.parameters
-        uri = Path(parameters.uri if parameters and parameters.uri else ".")
-        artifact = uri
+        artifact: Path | str = "the artifact"
         try:
             self._extra = parse_model_extra(parameters.extra if parameters else None, self.name)
-            artifact = find_artifact(uri, self._extra.artifact)
+            artifact = resolve_artifact(self._settings, self._extra.artifact)
             loaded = await asyncio.to_thread(
                 load_artifact, self.name, self.version, artifact, self._extra
             )
@@ -80,7 +84,7 @@ class SklearnRuntime(MLModel):
                 self._estimator,
                 self._schema,
                 self._extra,
-                uri,
+                artifact.parent,
             )
         except ModelLoadFailed:
             raise
@@ -97,7 +101,7 @@ class SklearnRuntime(MLModel):
         self._warm_up(*example)
         if self._example is not None:
             self._verify_example()
-        self._cache = bind_model_cache(self._settings)
+        self._cache = bind_model_cache(self.services.response_cache, self._settings)
         self._batcher = self._choose_batching(example)
         return True
 
@@ -170,28 +174,38 @@ class SklearnRuntime(MLModel):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
-    async def _results(self, features: Any, methods: list[str]) -> Results:
-        """From the cache, the batcher, or a direct call, in that order of preference."""
+    async def _results(
+        self,
+        features: Any,
+        methods: list[str],
+        phases: Phases | None = None,
+        caller: Caller | None = None,
+    ) -> Results:
+        """From the cache, the batcher, or a direct call, in that order of preference.
+        The answer of a caller who has gone is not cached (runtimes/deadlines.py)."""
+        if self._extra.default_timeout_ms:
+            caller = (caller or Caller(self.name, time.monotonic())).with_default(
+                self._extra.default_timeout_ms
+            )
         cache = self._cache
         lookup = None
         if cache is not None:
             lookup = cache.lookup(named_tensors(features, self._schema.inputs[0].name), methods)
-            phases = current_phases.get()
             if phases is not None:
                 phases.cache_hit = lookup.results is not None
             if lookup.results is not None:
                 return lookup.results
         results: Results
         if self._batcher is not None:
-            results = await self._batcher.submit(features, methods)
+            results = await self._batcher.submit(features, methods, caller)
         else:
             results = self._compute(features, methods)
-        if cache is not None and lookup is not None:
+        if cache is not None and lookup is not None and not (caller and caller.gone()):
             cache.store(lookup, results)
         return results
 
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        clock = PhaseClock()
+    async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
+        clock = PhaseClock(phases)
         features = decode_features(
             self.name,
             self._schema,
@@ -202,7 +216,7 @@ class SklearnRuntime(MLModel):
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
         clock.lap("input")
-        results = await self._results(features, methods)
+        results = await self._results(features, methods, phases, caller_of(payload))
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         clock.lap("output")
@@ -214,14 +228,13 @@ class SklearnRuntime(MLModel):
             outputs=outputs,
         )
 
-    @property
-    def response_cache_enabled(self) -> bool:
-        return self._cache is not None
-
-    @property
-    def backend_description(self) -> str:
-        """Which backend answers and why, e.g. ``onnx: verified on 8460 rows (...)``."""
-        return self._backend.description
+    def describe(self) -> RuntimeDescription:
+        return RuntimeDescription(
+            load_warning=self.load_warning,
+            backend=self._backend.description,
+            parameters=self.backend_parameters,
+            response_cache=self._cache is not None,
+        )
 
     @property
     def backend_parameters(self) -> dict[str, str]:

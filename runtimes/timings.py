@@ -1,7 +1,7 @@
-"""Per-request phase timings, handed from the data plane to the runtime through a
-context variable (the runtime is built by MLServer's registry and cannot be injected)."""
+"""Per-request phase timings: the data plane creates a ``Phases`` and hands it to the
+runtime's ``infer`` (``runtimes.runtime_api``), which fills it in; statistics, metrics and
+the request log read it afterwards."""
 
-from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter_ns
 
@@ -16,22 +16,18 @@ class Phases:
     """None: no cache looked at; for the request log."""
 
 
-current_phases: ContextVar[Phases | None] = ContextVar("v2serve_phases", default=None)
-
-
 class PhaseClock:
-    """Laps of one request's phases into the current ``Phases``, if the request is timed.
+    """Laps of one request's phases into its ``Phases``.
     A plain object rather than a context manager: this runs on every request."""
 
     __slots__ = ("phases", "last")
 
-    def __init__(self) -> None:
-        self.phases = current_phases.get()
+    def __init__(self, phases: Phases) -> None:
+        self.phases = phases
         self.last = perf_counter_ns()
 
     def lap(self, phase: str) -> None:
         now = perf_counter_ns()
-        if self.phases is not None:
-            attribute = f"{phase}_ns"
-            setattr(self.phases, attribute, getattr(self.phases, attribute) + now - self.last)
+        attribute = f"{phase}_ns"
+        setattr(self.phases, attribute, getattr(self.phases, attribute) + now - self.last)
         self.last = now

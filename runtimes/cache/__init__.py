@@ -4,10 +4,12 @@ without model or version, so two models share answers; and evicts FIFO).
 - Keyed on what determines the answer (``key``), scoped to one loaded runtime instance
   of a model version (``backend``), so a replaced or unloaded version never answers again.
 - Bounded by entries and bytes, LRU, optional TTL (``lru``); errors are never stored.
-- Per process: the server configures one instance at start-up and each runtime binds to
-  it in ``load()``. With MLServer's parallel workers the runtimes run in spawned worker
-  processes that never see this configuration, so the cache is off there (the server
-  logs a warning); on KServe each replica has its own cache.
+- Per process: the server builds one instance at start-up and injects it into each
+  runtime it constructs (``runtimes.runtime_api.RuntimeServices``), which binds to it in
+  ``load()``. Under plain ``mlserver start`` nothing is injected and there is no cache.
+  With MLServer's parallel workers the runtimes run in spawned worker processes that
+  are never injected, so the cache is off there (the server logs a warning); on KServe
+  each replica has its own cache.
 - Observable on the metrics port (``metrics``) and through ``LookupStats`` for Triton's
   statistics extension.
 """
@@ -34,52 +36,42 @@ __all__ = [
     "ResponseCache",
     "Results",
     "bind_model_cache",
-    "configure",
-    "response_cache",
+    "build_response_cache",
+    "publish_metrics",
 ]
 
 logger = logging.getLogger("v2serve.cache")
 
-_active: ResponseCache | None = None
-_published: tuple[CollectorRegistry, CacheCollector] | None = None
 
-
-def configure(
-    settings: CacheSettings, registry: CollectorRegistry = REGISTRY
-) -> ResponseCache | None:
-    """Build this process's cache (or none) and publish its metrics; called at start-up."""
-    global _active, _published
-    if _published is not None:
-        _published[0].unregister(_published[1])
-        _published = None
-    _active = None
+def build_response_cache(settings: CacheSettings) -> ResponseCache | None:
+    """The server's cache (or none), built once at start-up and injected from there."""
     if not settings.enabled:
         return None
-    store = LRUStore(settings.max_entries, settings.max_bytes, settings.ttl_seconds)
-    _active = ResponseCache(store)
-    collector = CacheCollector(_active)
+    return ResponseCache(LRUStore(settings.max_entries, settings.max_bytes, settings.ttl_seconds))
+
+
+def publish_metrics(cache: ResponseCache, registry: CollectorRegistry = REGISTRY) -> CacheCollector:
+    """Register the cache's collector; ``registry.unregister`` it to take it back."""
+    collector = CacheCollector(cache)
     registry.register(collector)
-    _published = (registry, collector)
-    return _active
+    return collector
 
 
-def response_cache() -> ResponseCache | None:
-    return _active
-
-
-def bind_model_cache(model_settings: ModelSettings) -> ModelCache | None:
+def bind_model_cache(
+    cache: ResponseCache | None, model_settings: ModelSettings
+) -> ModelCache | None:
     """The model's cache handle: on when the server's is, unless the model opts out.
 
     MLServer's ``ModelSettings.cache_enabled`` defaults to False, so only a value the
     model's settings actually set (``model_fields_set``) counts.
     """
     said = "cache_enabled" in model_settings.model_fields_set
-    cache = _active
     if cache is None:
         if said and model_settings.cache_enabled:
             logger.warning(
-                "model '%s' sets cache_enabled but the server's cache is off "
-                "(cache_enabled / MLSERVER_CACHE_ENABLED)",
+                "model '%s' sets cache_enabled but there is no response cache here "
+                "(the server's cache_enabled / MLSERVER_CACHE_ENABLED is off, or the model "
+                "runs outside v2serve's server)",
                 model_settings.name,
             )
         return None

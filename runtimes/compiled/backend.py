@@ -1,7 +1,9 @@
 """Chooses the backend for one model version, per ``inference_backend``, and says why.
 
-``auto`` compiles, verifies and falls back to sklearn with the reason logged; ``onnx``
-fails the load with that reason (``CompilationFailed``); ``sklearn`` never compiles.
+``auto`` tries the closed form (``native``, linear models and scalers), then ONNX, each
+verified against sklearn on the same rows, and falls back to sklearn with the reasons
+logged; ``native`` or ``onnx`` fail the load with the reason (``CompilationFailed``);
+``sklearn`` never compiles.
 """
 
 import logging
@@ -15,6 +17,7 @@ from ..errors import CompilationFailed
 from ..schema import ModelSchema
 from ..settings import ModelExtra
 from .convert import ConversionError, compile_estimator
+from .native import NativePredictor, NotClosedForm, native_predictor
 from .predictor import CompiledPredictor, OutputForm, offered_methods
 from .rows import load_sample, string_vocabularies, verification_rows
 from .tolerance import disagreement, max_abs_difference
@@ -25,10 +28,10 @@ logger = logging.getLogger("v2serve.compiled")
 @dataclass(frozen=True)
 class BackendChoice:
     backend: str
-    """``onnx`` or ``sklearn``: which path answers ``predict``."""
+    """``native``, ``onnx`` or ``sklearn``: which path answers ``predict``."""
     verification: str
     """What was verified on which rows, or why the compiled path is not used."""
-    predictor: CompiledPredictor | None = None
+    predictor: CompiledPredictor | NativePredictor | None = None
 
     @property
     def description(self) -> str:
@@ -45,10 +48,8 @@ def _check_supported(schema: ModelSchema) -> None:
             )
 
 
-def compile_and_verify(
-    estimator: Any, schema: ModelSchema, threads: int, folder: Path | None
-) -> tuple[CompiledPredictor, str]:
-    """A predictor proven equal to sklearn on the verification set; else ConversionError."""
+def compile_onnx(estimator: Any, schema: ModelSchema, threads: int) -> CompiledPredictor:
+    """An ONNX Runtime predictor, not yet verified; else ConversionError."""
     _check_supported(schema)
     vocabularies = string_vocabularies(estimator)
     unknown = [
@@ -58,7 +59,27 @@ def compile_and_verify(
         raise ConversionError("inputs", f"string column '{unknown[0]}' has no known vocabulary")
     compiled = compile_estimator(estimator, schema, threads)
     methods = offered_methods(estimator, schema, compiled.output_names)
-    predictor = CompiledPredictor(compiled, schema, vocabularies, methods)
+    return CompiledPredictor(compiled, schema, vocabularies, methods)
+
+
+def compile_native(estimator: Any, schema: ModelSchema) -> NativePredictor:
+    """A closed-form predictor, not yet verified; else ConversionError."""
+    _check_supported(schema)
+    try:
+        return native_predictor(estimator, schema)
+    except NotClosedForm as exc:
+        raise ConversionError("closed form", str(exc)) from exc
+
+
+def verify(
+    predictor: CompiledPredictor | NativePredictor,
+    estimator: Any,
+    schema: ModelSchema,
+    folder: Path | None,
+) -> str:
+    """Proves ``predictor`` equal to sklearn on the verification rows (ConversionError if
+    not) and records sklearn's output dtypes and shapes on it; returns what was verified."""
+    methods = predictor.methods
     try:
         sample = load_sample(folder, schema) if folder is not None else None
         rows, account = verification_rows(estimator, schema, sample)
@@ -81,7 +102,7 @@ def compile_and_verify(
     try:
         got = predictor.run(feeds, methods)
     except Exception as exc:
-        raise ConversionError("verification", f"onnxruntime: {type(exc).__name__}: {exc}") from exc
+        raise ConversionError("verification", f"{type(exc).__name__}: {exc}") from exc
     for method in methods:
         problem = disagreement(method, expected[method], got[method])
         if problem is not None:
@@ -92,7 +113,28 @@ def compile_and_verify(
         else f"{m} equal"
         for m in methods
     )
-    return predictor, f"verified on {len(rows)} rows ({account}): {worst}"
+    return f"verified on {len(rows)} rows ({account}): {worst}"
+
+
+def compile_and_verify(
+    estimator: Any, schema: ModelSchema, threads: int, folder: Path | None
+) -> tuple[CompiledPredictor, str]:
+    """An ONNX predictor proven equal to sklearn on the verification set; else ConversionError."""
+    predictor = compile_onnx(estimator, schema, threads)
+    return predictor, verify(predictor, estimator, schema, folder)
+
+
+def _verified(
+    backend: str, estimator: Any, schema: ModelSchema, extra: ModelExtra, folder: Path | None
+) -> BackendChoice:
+    predictor: CompiledPredictor | NativePredictor
+    if backend == "native":
+        predictor = compile_native(estimator, schema)
+    else:
+        predictor = compile_onnx(estimator, schema, extra.onnx_threads)
+    if not predictor.methods:
+        raise ConversionError("outputs", "no requested output has a compiled form")
+    return BackendChoice(backend, verify(predictor, estimator, schema, folder), predictor)
 
 
 def choose_backend(
@@ -108,14 +150,22 @@ def choose_backend(
         choice = BackendChoice("sklearn", "not compiled (inference_backend 'sklearn')")
         logger.info("%s serves %s", where, choice.description)
         return choice
-    try:
-        predictor, verification = compile_and_verify(estimator, schema, extra.onnx_threads, folder)
-    except ConversionError as exc:
-        if extra.inference_backend == "onnx":
-            raise CompilationFailed(model, version, exc.step, exc.problem) from exc
-        choice = BackendChoice("sklearn", f"onnx not used: {exc}")
-        logger.warning("%s serves %s", where, choice.description)
+    candidates = (
+        ["native", "onnx"] if extra.inference_backend == "auto" else [extra.inference_backend]
+    )
+    reasons = []
+    for backend in candidates:
+        try:
+            choice = _verified(backend, estimator, schema, extra, folder)
+        except ConversionError as exc:
+            if extra.inference_backend != "auto":
+                raise CompilationFailed(model, version, exc.step, exc.problem) from exc
+            reasons.append(f"{backend} not used: {exc}")
+            continue
+        logger.info("%s serves %s", where, choice.description)
         return choice
-    choice = BackendChoice("onnx", verification, predictor)
-    logger.info("%s serves %s", where, choice.description)
+    # The closed form's refusal is expected for most models; ONNX's reason is the one a
+    # user acts on, so it comes first.
+    choice = BackendChoice("sklearn", "; ".join(reversed(reasons)))
+    logger.warning("%s serves %s", where, choice.description)
     return choice

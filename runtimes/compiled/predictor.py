@@ -9,7 +9,7 @@ vocabulary, which sklearn may reject) are left to sklearn: ``feeds`` returns Non
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -80,8 +80,20 @@ def offered_methods(
     return tuple(m for m in offered if hasattr(estimator, m))
 
 
+class Predictor(Protocol):
+    """What the runtime calls on a verified predictor, ONNX (above) or closed form (native)."""
+
+    methods: tuple[str, ...]
+
+    def feeds(self, features: np.ndarray | pd.DataFrame) -> dict[str, np.ndarray] | None: ...
+
+    def run(
+        self, feeds: dict[str, np.ndarray], methods: Sequence[str]
+    ) -> dict[str, np.ndarray]: ...
+
+
 def run_compiled(
-    model: str, predictor: CompiledPredictor | None, features: Any, methods: Sequence[str]
+    model: str, predictor: Predictor | None, features: Any, methods: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """The requested methods the compiled path answers; the rest are left to sklearn."""
     wanted = [m for m in methods if predictor is not None and m in predictor.methods]

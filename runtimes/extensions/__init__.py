@@ -1,1 +1,2 @@
-"""Triton's protocol extensions, protocol-neutral: model configuration and statistics."""
+"""Triton's protocol extensions, protocol-neutral: model configuration, statistics, and
+the trace and log settings."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from mlserver.model import MLModel
 
+from ..runtime_api import description_of
 from ..settings import parse_model_extra
 
 TRITON_TYPES = {
@@ -37,8 +38,9 @@ def _policy(model: MLModel) -> dict[str, Any]:
     return policy.model_dump(exclude_none=True)
 
 
-def model_config(model: MLModel, cache_enabled: bool) -> dict[str, Any]:
+def model_config(model: MLModel) -> dict[str, Any]:
     settings = model.settings
+    described = description_of(model)
     batched = settings.max_batch_size > 0
     config: dict[str, Any] = {
         "name": model.name,
@@ -48,13 +50,14 @@ def model_config(model: MLModel, cache_enabled: bool) -> dict[str, Any]:
         "max_batch_size": settings.max_batch_size,
         "input": _tensors(settings.inputs, batched),
         "output": _tensors(settings.outputs, batched),
-        "response_cache": {"enable": cache_enabled},
+        "response_cache": {"enable": described.response_cache},
     }
     if settings.max_batch_size > 1 and settings.max_batch_time > 0:
         config["dynamic_batching"] = {
             "max_queue_delay_microseconds": int(settings.max_batch_time * 1_000_000)
         }
-    backend: dict[str, str] = getattr(model, "backend_parameters", {})
-    if backend:
-        config["parameters"] = {key: {"string_value": value} for key, value in backend.items()}
+    if described.parameters:
+        config["parameters"] = {
+            key: {"string_value": value} for key, value in described.parameters.items()
+        }
     return config

@@ -2,20 +2,26 @@
 
 from typing import Any
 
-from ..cache import response_cache
+from ..cache import ResponseCache
 from ..dataplane import V2DataPlane
 from .config import model_config
 from .statistics import Statistics
 
 
 class ExtensionHandlers:
-    def __init__(self, data_plane: V2DataPlane, statistics: Statistics):
+    def __init__(
+        self,
+        data_plane: V2DataPlane,
+        statistics: Statistics,
+        response_cache: ResponseCache | None = None,
+    ):
         self.data_plane = data_plane
         self.statistics = statistics
+        self.response_cache = response_cache
 
     async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = await self.data_plane.resolve(name, version)
-        return model_config(model, bool(getattr(model, "response_cache_enabled", False)))
+        return model_config(model)
 
     async def _served(self, name: str | None, version: str | None) -> list[tuple[str, str]]:
         if name:
@@ -35,7 +41,7 @@ class ExtensionHandlers:
         self, name: str | None = None, version: str | None = None
     ) -> dict[str, Any]:
         versions = await self._served(name, version)
-        cache = response_cache()
+        cache = self.response_cache
         lookups: dict[tuple[str, str], dict[str, Any]] = {}
         if cache is not None:
             for key in versions:

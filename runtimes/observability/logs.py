@@ -5,11 +5,14 @@ One ``logging.config.dictConfig`` dictionary is handed to MLServer as its
 applies it when it starts, so v2serve's, MLServer's and uvicorn's lines share one format.
 Health checks never reach the log: uvicorn's access lines and MLServer's gRPC logging
 interceptor (both on only with ``debug``) are filtered on the handler.
+
+``LogControl`` changes levels and format at run time (Triton's logging extension,
+``runtimes.extensions.log_settings``) on the loggers and handlers that config set up.
 """
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from mlserver.context import model_name_var, model_version_var
@@ -18,6 +21,9 @@ from mlserver.settings import Settings
 from ..settings import ServerOptions
 
 REQUEST_LOGGER = "v2serve.requests"
+LOGGERS = ("v2serve", "mlserver", "uvicorn", "uvicorn.error", "uvicorn.access")
+LogFormat = Literal["default", "ISO8601", "json"]
+"""Triton's ``default`` and ``ISO8601`` (text lines), and v2serve's ``json``."""
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready", "/v2/health/", "/v2/health")
 HEALTH_RPCS = ("/grpc.health.v1.Health/", "ServerLive", "ServerReady")
 
@@ -59,10 +65,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """v2serve's usual line, with the record's fields appended as ``key=value``."""
+    """v2serve's usual line, with the record's fields appended as ``key=value``; with
+    ``iso8601`` the time is UTC ISO 8601 (Triton's ``ISO8601`` log format)."""
 
-    def __init__(self) -> None:
+    def __init__(self, iso8601: bool = False) -> None:
         super().__init__("%(asctime)s [%(name)s] %(levelname)s - %(message)s")
+        self.iso8601 = iso8601
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        if self.iso8601:
+            return _timestamp(record.created)
+        return super().formatTime(record, datefmt)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -132,3 +145,77 @@ class RequestLog:
 
     def emit(self, fields: dict[str, Any]) -> None:
         self.logger.info("inference", extra=fields)
+
+
+class _LevelSwitches(logging.Filter):
+    """Drops records whose level the log settings switched off (Triton's ``log_info``,
+    ``log_warning``, ``log_error`` are independent, which a logger's threshold is not)."""
+
+    def __init__(self, control: "LogControl"):
+        super().__init__()
+        self.control = control
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.control.allows(record.levelno)
+
+
+class LogControl:
+    """The log settings as Triton's logging extension sees them, applied at run time.
+
+    The start-up values come from ``log_level`` and ``log_format``. ``apply`` sets the
+    threshold of v2serve's, MLServer's and uvicorn's loggers and, on the handlers they
+    write to, the level switches and (unless MLServer's ``logging_settings`` brought its
+    own configuration, ``managed`` False) the formatter.
+    """
+
+    def __init__(self, level: str, log_format: LogFormat, managed: bool = True):
+        self.verbose = 1 if level == "DEBUG" else 0
+        self.info = level in ("DEBUG", "INFO")
+        self.warning = level != "ERROR"
+        self.error = True
+        self.format: LogFormat = log_format
+        self.managed = managed
+        self._switches = _LevelSwitches(self)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, options: ServerOptions) -> "LogControl":
+        """From MLServer's settings as given (before ``with_logging_config``)."""
+        json_format = options.log_format == "json" or settings.use_structured_logging
+        managed = not settings.logging_settings
+        return cls(options.log_level, "json" if json_format else "default", managed)
+
+    def allows(self, levelno: int) -> bool:
+        if levelno >= logging.ERROR:
+            return self.error
+        if levelno >= logging.WARNING:
+            return self.warning
+        if levelno >= logging.INFO:
+            return self.info
+        return self.verbose > 0
+
+    def threshold(self) -> int:
+        """The lowest level any switch lets through, so that nothing below it is built."""
+        if self.verbose > 0:
+            return logging.DEBUG
+        for on, level in ((self.info, logging.INFO), (self.warning, logging.WARNING)):
+            if on:
+                return level
+        return logging.ERROR if self.error else logging.CRITICAL + 1
+
+    def formatter(self) -> logging.Formatter:
+        if self.format == "json":
+            return JsonFormatter()
+        return TextFormatter(iso8601=self.format == "ISO8601")
+
+    def apply(self) -> None:
+        threshold = self.threshold()
+        handlers: list[logging.Handler] = []
+        for name in LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(threshold)
+            handlers.extend(h for h in logger.handlers if h not in handlers)
+        for handler in handlers:
+            if self._switches not in handler.filters:
+                handler.addFilter(self._switches)
+            if self.managed and isinstance(handler.formatter, JsonFormatter | TextFormatter):
+                handler.setFormatter(self.formatter())

@@ -40,6 +40,7 @@ REASON_BY_STATUS = {
     413: "too_large",
     429: "rejected",
     503: "unavailable",
+    504: "timeout",
 }
 REASONS = (*REASON_BY_STATUS.values(), "cancelled", "internal")
 

@@ -2,8 +2,9 @@
 
 Anyone who can reach the port could otherwise unload every model. As Triton's
 ``--http-restricted-api``, one token guards the repository (index, load, unload),
-statistics and model configuration; inference, metadata and health stay open. The
-token is compared in constant time and never written to a message or a log.
+statistics, model configuration, and the trace and log settings; inference, metadata and
+health stay open. The token is compared in constant time and never written to a message
+or a log.
 """
 
 import hmac
@@ -22,7 +23,8 @@ from .grpc.errors import abort
 
 _GUARDED_PATHS = re.compile(
     r"^/v2/(?:repository(?:/.*)?|models/stats/?"
-    r"|models/[^/]+(?:/versions/[^/]+)?/(?:stats|config)/?)$"
+    r"|models/[^/]+(?:/versions/[^/]+)?/(?:stats|config)/?"
+    r"|(?:models/[^/]+/)?trace/setting/?|logging/?)$"
 )
 GUARDED_GRPC_METHODS = frozenset(
     {
@@ -31,6 +33,8 @@ GUARDED_GRPC_METHODS = frozenset(
         "RepositoryModelUnload",
         "ModelStatistics",
         "ModelConfig",
+        "TraceSetting",
+        "LogSettings",
     }
 )
 

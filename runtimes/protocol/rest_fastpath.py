@@ -5,12 +5,16 @@ the same DataPlane and runtime as gRPC behind it, no framework in between. A fai
 is raised to the router, which answers it through the one error renderer.
 """
 
+import time
 import zlib
+from time import perf_counter_ns
 
 from ..dataplane import V2DataPlane
+from ..deadlines import attach
 from ..errors import InvalidPayload, RequestTooLarge
 from .rest_codec import HEADER_LENGTH, parse_request, render_response
 from .rest_router import MODEL, RestRequest, RestResponse, Route
+from .timeouts import rest_caller
 
 _JSON = b"application/json"
 _BINARY = b"application/octet-stream"
@@ -46,6 +50,8 @@ class RestInfer:
         self.data_plane = data_plane
 
     async def __call__(self, request: RestRequest) -> RestResponse:
+        arrived = time.monotonic()
+        received = perf_counter_ns()
         model, version = request.params["model"] or "", request.params["version"]
         headers = {
             key.decode("latin-1"): value.decode("latin-1")
@@ -56,7 +62,8 @@ class RestInfer:
         if encoding != "identity":
             body = _decompress(body, encoding, request.max_bytes)
         parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
-        response = await self.data_plane.infer(parsed, model, version)
+        attach(parsed, rest_caller(model, parsed.parameters, arrived, request.receive))
+        response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)
         extra: list[tuple[bytes, bytes]] = []
         if response.parameters is not None and response.parameters.headers:

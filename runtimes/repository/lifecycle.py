@@ -33,6 +33,7 @@ from mlserver.model import MLModel
 from mlserver.settings import ModelSettings
 
 from ..errors import ModelLoadFailed
+from ..runtime_api import description_of
 from .inflight import InFlight
 from .registry import V2ModelRegistry
 from .states import ModelStates, VersionState
@@ -116,7 +117,8 @@ class VersionLifecycle:
                 listener.load_failed(name, version, seconds, reason)
             return False
         seconds = time.perf_counter() - started
-        warning, backend = _describe(model)
+        described = description_of(model)
+        warning, backend = described.load_warning, described.backend
         description = "; ".join(filter(None, [warning, backend]))
         self.states.set(name, version, VersionState.READY, self._reason(description))
         if warning:
@@ -164,8 +166,3 @@ class VersionLifecycle:
 
     def _reason(self, text: str) -> str:
         return relative_to_root(text, self.root)
-
-
-def _describe(model: MLModel) -> tuple[str, str]:
-    """The runtime's load warning and serving backend, when it reports them."""
-    return str(getattr(model, "load_warning", "")), str(getattr(model, "backend_description", ""))

@@ -30,7 +30,7 @@ def _parameters(server, protocol: str, model: str) -> dict[str, str]:
     [
         ("breast-cancer-onnx", "onnx", "rows on"),
         ("breast-cancer-sklearn", "sklearn", "inference_backend 'sklearn'"),
-        ("iris", "onnx", "verified on"),
+        ("iris", "native", "verified on"),
     ],
 )
 def test_metadata_names_the_backend(server, protocol, model, backend, phrase):

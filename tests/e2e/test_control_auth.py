@@ -22,6 +22,11 @@ GUARDED_REST = [
     ("GET", "/v2/models/iris/versions/1/stats"),
     ("GET", "/v2/models/iris/config"),
     ("GET", "/v2/models/iris/versions/1/config"),
+    ("GET", "/v2/trace/setting"),
+    ("POST", "/v2/trace/setting"),
+    ("GET", "/v2/models/iris/trace/setting"),
+    ("GET", "/v2/logging"),
+    ("POST", "/v2/logging"),
 ]
 
 
@@ -81,6 +86,8 @@ GRPC_CALLS = {
     "ModelConfig": lambda c, h: c.get_model_config("iris", headers=h),
     "RepositoryModelLoad": lambda c, h: c.load_model("iris", headers=h),
     "RepositoryModelUnload": lambda c, h: c.unload_model("no-such-model", headers=h),
+    "TraceSetting": lambda c, h: c.get_trace_settings(headers=h),
+    "LogSettings": lambda c, h: c.update_log_settings({}, headers=h),
 }
 
 

@@ -295,7 +295,7 @@ def test_inference_backend_switched_by_a_new_version_folder(tmp_path, live_repos
         os.rename(staging, live_repository / "2")
         _wait_for(lambda: _default_version(server) == "2", "v2 served")
         reasons = {key: entry["reason"] for key, entry in _index(server).items()}
-        assert reasons[(MODEL, "1")].startswith("onnx"), reasons
+        assert reasons[(MODEL, "1")].startswith("native"), reasons
         assert reasons[(MODEL, "2")].startswith("sklearn"), reasons
         config = make_client("grpc", server).get_model_config(MODEL, "2", as_json=True)["config"]
         assert config["parameters"]["inference_backend"]["string_value"] == "sklearn"

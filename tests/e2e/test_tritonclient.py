@@ -217,8 +217,7 @@ def test_repository_index_load_unload(server, protocol):
 
 def test_unsupported_calls_answer_unimplemented(server):
     client = _client("grpc", server)
-    for call in (client.get_system_shared_memory_status, client.get_cuda_shared_memory_status,
-                 client.get_trace_settings, client.get_log_settings):  # fmt: skip
+    for call in (client.get_system_shared_memory_status, client.get_cuda_shared_memory_status):
         with pytest.raises(InferenceServerException) as caught:
             call()
         assert caught.value.status() == "StatusCode.UNIMPLEMENTED"

@@ -11,8 +11,12 @@ from grpc import aio
 
 
 class FakeContext:
-    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()):
+    def __init__(
+        self, metadata: tuple[tuple[str, str], ...] = (), time_remaining: float | None = None
+    ):
         self.metadata = metadata
+        self.remaining = time_remaining
+        self.is_cancelled = False
         self.aborted: tuple[grpc.StatusCode, str] | None = None
         self._code: grpc.StatusCode | None = None
 
@@ -28,3 +32,10 @@ class FakeContext:
 
     def code(self) -> grpc.StatusCode | None:
         return self._code
+
+    def time_remaining(self) -> float | None:
+        """The client's gRPC deadline, in seconds from now; None without one."""
+        return self.remaining
+
+    def cancelled(self) -> bool:
+        return self.is_cancelled

@@ -7,7 +7,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import runtimes.cache as cache_module
-from runtimes.cache import LRUStore, ResponseCache, bind_model_cache, configure
+from runtimes.cache import (
+    LRUStore,
+    ResponseCache,
+    bind_model_cache,
+    build_response_cache,
+    publish_metrics,
+)
 from runtimes.errors import SettingsError
 from runtimes.settings import (
     CacheSettings,
@@ -67,9 +73,7 @@ def test_a_reloaded_instance_never_sees_the_old_answers():
 
 @pytest.fixture
 def registry():
-    registry = CollectorRegistry()
-    yield registry
-    configure(CacheSettings(enabled=False), registry)
+    return CollectorRegistry()
 
 
 def _model(**values) -> ModelSettings:
@@ -78,13 +82,15 @@ def _model(**values) -> ModelSettings:
     )
 
 
-def test_server_switch_and_model_opt_out(registry):
-    configure(CacheSettings(enabled=False), registry)
-    assert bind_model_cache(_model(cache_enabled=True)) is None
-    configure(CacheSettings(enabled=True), registry)
-    assert bind_model_cache(_model()) is not None
-    assert bind_model_cache(_model(cache_enabled=True)) is not None
-    assert bind_model_cache(_model(cache_enabled=False)) is None
+def test_server_switch_and_model_opt_out():
+    off = build_response_cache(CacheSettings(enabled=False))
+    assert off is None
+    assert bind_model_cache(off, _model(cache_enabled=True)) is None
+    on = build_response_cache(CacheSettings(enabled=True))
+    assert on is not None
+    assert bind_model_cache(on, _model()) is not None
+    assert bind_model_cache(on, _model(cache_enabled=True)) is not None
+    assert bind_model_cache(on, _model(cache_enabled=False)) is None
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -97,9 +103,10 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_per_model(registry):
-    cache = configure(CacheSettings(enabled=True, max_entries=1), registry)
+    cache = build_response_cache(CacheSettings(enabled=True, max_entries=1))
     assert cache is not None
-    handle = bind_model_cache(_model())
+    collector = publish_metrics(cache, registry)
+    handle = bind_model_cache(cache, _model())
     assert handle is not None
     for value in (1.0, 1.0, 2.0):
         handle.answer({"x": np.array([value])}, ["predict"], lambda: {"predict": np.zeros(4)})
@@ -110,7 +117,7 @@ def test_metrics_per_model(registry):
     assert samples[("v2serve_cache_entries", model)] == 1
     assert samples[("v2serve_cache_bytes", model)] == cache.backend.bytes
     assert samples[("v2serve_cache_evictions_total", (("model", "m"), ("reason", "capacity")))] == 1
-    configure(CacheSettings(enabled=False), registry)
+    registry.unregister(collector)
     assert not any(name.startswith("v2serve_cache") for name, _ in _samples(registry))
 
 

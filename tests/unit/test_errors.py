@@ -72,6 +72,8 @@ def _instance(cls: type[V2ServeError]) -> V2ServeError:
         annotation = str(parameter.annotation)
         if "int" in annotation and "str" not in annotation:
             arguments.append(1)
+        elif "float" in annotation:
+            arguments.append(0.5)
         elif "BaseException" in annotation:
             arguments.append(ValueError("cause"))
         elif "Iterable" in annotation:

@@ -279,7 +279,10 @@ def test_mlflow_pipeline_with_spaced_column_names_compiles(
     mlflow_folder: Callable[..., Path], tmp_path: Path
 ) -> None:
     folder = mlflow_folder(tmp_path, iris_mlflow)
-    runtime = load(folder)
+    # A scaler + logistic regression: the closed form by default, ONNX when asked for;
+    # both map the spaced column names onto their inputs.
+    assert load(folder).backend_parameters["inference_backend"] == "native"
+    runtime = load(folder, inference_backend="onnx")
     assert runtime.backend_parameters["inference_backend"] == "onnx"
     names = [i.name for i in runtime._settings.inputs]
     assert names[0] == "sepal length (cm)"

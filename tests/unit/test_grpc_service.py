@@ -165,11 +165,12 @@ def test_typed_contents_in_the_wrong_field_are_invalid_argument(served):
 def test_unsupported_methods_are_unimplemented(served):
     async def body(env: Served) -> Any:
         context = FakeContext()
-        call = _unary(env.service, "TraceSetting")(message("TraceSettingRequest")(), context)
+        request = message("SystemSharedMemoryStatusRequest")()
+        call = _unary(env.service, "SystemSharedMemoryStatus")(request, context)
         return await _aborted(call, context)
 
     code, details = served.run(body)
-    assert code is grpc.StatusCode.UNIMPLEMENTED and "TraceSetting" in details
+    assert code is grpc.StatusCode.UNIMPLEMENTED and "SystemSharedMemoryStatus" in details
 
 
 async def _requests(*requests: Any) -> AsyncIterator[Any]:

@@ -292,3 +292,29 @@ def test_keep_alive_outlives_the_proxy_idle_timeout(name):
     effective = ServerOptions(http_keep_alive_timeout=value or default).http_keep_alive_timeout
     assert effective > ENVOY_IDLE_TIMEOUT, (name, effective)
     assert "http_keep_alive_timeout" not in server_settings().get("v2serve", {})
+
+
+CANARY_AUTOSCALING = {"maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget", "autoScaling"}
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, isvc in of_kind("InferenceService").items() if "canary" in isvc["spec"])
+)
+def test_a_canary_follows_kserve_admission_rules_and_serves_the_same_protocol(name):
+    """kserve#5672's webhook: Standard mode only, unique names, shares summing to at most
+    100, no autoscaling on a canary. Ours: the same runtime and protocol as the stable one."""
+    isvc = of_kind("InferenceService")[name]
+    assert deployment_mode(isvc) == "Standard"
+    canaries = isvc["spec"]["canary"]
+    names = [canary["predictor"]["name"] for canary in canaries]
+    assert len(set(names)) == len(names) and all(ISVC_NAME.match(n) for n in names)
+    assert sum(canary["trafficPercent"] for canary in canaries) <= 100
+    stable = isvc["spec"]["predictor"]["model"]
+    for canary in canaries:
+        assert not CANARY_AUTOSCALING & set(canary["predictor"]), canary
+        model = canary["predictor"]["model"]
+        assert (model["runtime"], model["protocolVersion"]) == (
+            stable["runtime"],
+            stable["protocolVersion"],
+        )
+        assert model["storageUri"] != stable["storageUri"]

@@ -277,7 +277,7 @@ def test_options_and_logging_settings(tmp_path, monkeypatch):
 
 def _exposed_names() -> set[str]:
     """Every sample name the metrics port can show from v2serve (request, load, cache)."""
-    from runtimes.cache import configure
+    from runtimes.cache import build_response_cache, publish_metrics
     from runtimes.settings import CacheSettings
 
     registry = CollectorRegistry()
@@ -289,14 +289,12 @@ def _exposed_names() -> set[str]:
     observer.finished("iris", model("iris", "2"), payload(1), None, 1000, Phases())
     observer.finished("iris", None, payload(1), NotReady("iris", None), 1000, Phases())
     metrics.load_finished("iris", "2", 1.0, ok=False)
-    cache = configure(CacheSettings(enabled=True), registry)
+    cache = build_response_cache(CacheSettings(enabled=True))
     assert cache is not None
+    publish_metrics(cache, registry)
     scope = cache.scope("iris", "2")
     cache.store(scope, cache.lookup(scope, {}, ["predict"]), {"predict": np.zeros(1)})
-    try:
-        return {name for name, _ in samples(registry)}
-    finally:
-        configure(CacheSettings(enabled=False), registry)
+    return {name for name, _ in samples(registry)}
 
 
 def _base(name: str) -> str:

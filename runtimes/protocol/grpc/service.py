@@ -3,11 +3,14 @@
 Every error is rendered by ``grpc.errors`` (the code from the HTTP status it carries).
 Stream errors are sent in-stream as ``ModelStreamInferResponse.error_message`` with the
 request's id in ``infer_response.id``, as Triton does, so one bad request does not end the
-stream and the client can tell which request failed. Shared memory, tracing and log
-settings are not supported and answer UNIMPLEMENTED at once.
+stream and the client can tell which request failed. Shared memory is not supported and
+answers UNIMPLEMENTED at once. Trace and log settings are Triton's extensions
+(``runtimes.extensions.trace_settings``, ``log_settings``), their values converted here.
 """
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import perf_counter_ns
 from typing import Any
 
 import grpc
@@ -16,8 +19,12 @@ from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.types import RepositoryIndexRequest
 
 from ...dataplane import V2DataPlane
+from ...deadlines import attach
 from ...errors import ModelUnavailable, Unsupported
 from ...extensions.handlers import ExtensionHandlers
+from ...extensions.log_settings import LogSettings, LogValue
+from ...extensions.trace_settings import TraceSettings
+from ..timeouts import grpc_caller
 from .convert import to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
 from .messages import SERVICE_NAME, message, service_methods
@@ -25,12 +32,23 @@ from .messages import SERVICE_NAME, message, service_methods
 UNSUPPORTED = {
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
-    "TraceSetting", "LogSettings",
 }  # fmt: skip
 
 
 def _headers(context: Any) -> dict[str, str]:
     return {key: str(value) for key, value in context.invocation_metadata() or ()}
+
+
+def _log_value(value: Any) -> LogValue:
+    """A ``LogSettingsRequest.SettingValue``'s one-of; none set is a null (no change)."""
+    chosen = value.WhichOneof("parameter_choice")
+    return None if chosen is None else getattr(value, chosen)
+
+
+def _log_field(value: bool | int | str) -> str:
+    if isinstance(value, bool):
+        return "bool_param"
+    return "uint32_param" if isinstance(value, int) else "string_param"
 
 
 class TritonService:
@@ -39,10 +57,14 @@ class TritonService:
         data_plane: V2DataPlane,
         repository: ModelRepositoryHandlers,
         extensions: ExtensionHandlers,
+        trace_settings: TraceSettings | None = None,
+        log_settings: LogSettings | None = None,
     ):
         self.data_plane = data_plane
         self.repository = repository
         self.extensions = extensions
+        self.trace_settings = trace_settings
+        self.log_settings = log_settings
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return message("ServerLiveResponse")(live=await self.data_plane.live())
@@ -74,9 +96,12 @@ class TritonService:
         return reply
 
     async def _infer(self, request: Any, context: Any) -> Any:
+        arrived = time.monotonic()
+        received = perf_counter_ns()
         payload = to_inference_request(request, _headers(context))
+        attach(payload, grpc_caller(request.model_name, payload.parameters, arrived, context))
         response = await self.data_plane.infer(
-            payload, request.model_name, request.model_version or None
+            payload, request.model_name, request.model_version or None, received, "grpc"
         )
         return to_infer_response(response)
 
@@ -104,6 +129,28 @@ class TritonService:
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
         stats = await self.extensions.statistics_of(request.name or None, request.version or None)
         return json_format.ParseDict(stats, message("ModelStatisticsResponse")())
+
+    async def TraceSetting(self, request: Any, context: Any) -> Any:
+        if self.trace_settings is None:
+            raise Unsupported("TraceSetting")
+        # An empty SettingValue clears the key, as Triton reads it.
+        update = {key: list(value.value) or None for key, value in request.settings.items()}
+        found = await self.trace_settings.settings(request.model_name or None, update)
+        reply = message("TraceSettingResponse")()
+        for key, value in found.items():
+            reply.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return reply
+
+    async def LogSettings(self, request: Any, context: Any) -> Any:
+        if self.log_settings is None:
+            raise Unsupported("LogSettings")
+        found = self.log_settings.settings(
+            {key: _log_value(value) for key, value in request.settings.items()}
+        )
+        reply = message("LogSettingsResponse")()
+        for key, value in found.items():
+            setattr(reply.settings[key], _log_field(value), value)
+        return reply
 
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         index = await self.repository.index(RepositoryIndexRequest(ready=request.ready))

@@ -1,0 +1,117 @@
+"""Per-request cost of tracing, off and on, in microseconds.
+
+Off, a request pays what the tracing hooks add to the hot path: one ``perf_counter_ns``
+in the protocol adapter, two more arguments to ``V2DataPlane.infer`` and one
+``is not None`` check; measured here as the same calls on a stand-in, against the call
+without them. On, ``RequestTracer.record`` (what the data plane calls once per request)
+with the SDK's batch processor in front of an exporter that drops the spans (on the
+processor's thread), so the figure is span building and queueing, not the network: with
+and without a client ``traceparent``, and with the policy declining (level OFF, rate
+1000).
+
+    .venv/bin/python -m benchmarks.tracing_cost
+"""
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from mlserver.types import InferenceRequest, Parameters, RequestInput
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from runtimes.observability.trace_policy import TracePolicy, TraceSetting
+from runtimes.observability.tracing import build_tracer
+from runtimes.timings import Phases
+
+N = 20_000
+ROUNDS = 5
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class _Dropping(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class _Plane:
+    """The data plane's hook and nothing else: with tracing off, ``tracer`` is None."""
+
+    tracer: Any = None
+
+    def with_hook(
+        self, payload: Any, name: str, version: Any, received: Any, protocol: str
+    ) -> None:
+        if self.tracer is not None:
+            raise AssertionError("tracing is off")
+
+    def without_hook(self, payload: Any, name: str, version: Any) -> None:
+        pass
+
+
+def _median_us(body: Callable[[], None], n: int = N) -> float:
+    rounds = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter_ns()
+        for _ in range(n):
+            body()
+        rounds.append((time.perf_counter_ns() - started) / n / 1000)
+    return statistics.median(rounds)
+
+
+def off_cost_us() -> float:
+    plane, payload = _Plane(), object()
+
+    def hooked() -> None:
+        received = time.perf_counter_ns()
+        plane.with_hook(payload, "iris", None, received, "rest")
+
+    def bare() -> None:
+        plane.without_hook(payload, "iris", None)
+
+    return _median_us(hooked, N * 10) - _median_us(bare, N * 10)
+
+
+def _payload(headers: dict[str, str]) -> InferenceRequest:
+    return InferenceRequest(
+        id="abc",
+        parameters=Parameters(headers={"x-request-id": "req-1", **headers}),
+        inputs=[RequestInput(name="input-0", shape=[1, 4], datatype="FP64", data=[0.0] * 4)],
+    )
+
+
+def on_cost_us(setting: TraceSetting, headers: dict[str, str]) -> float:
+    processor = BatchSpanProcessor(_Dropping(), max_queue_size=1 << 16)
+    tracer = build_tracer(TracePolicy(setting), processor=processor)
+    model: Any = SimpleNamespace(
+        name="iris", version="2", backend_parameters={"inference_backend": "onnx"}
+    )
+    payload = _payload(headers)
+    phases = Phases(queue_ns=20_000, input_ns=100_000, infer_ns=200_000, output_ns=30_000)
+
+    def record() -> None:
+        now = time.perf_counter_ns()
+        tracer.record("iris", model, payload, None, now, 400_000, phases, now - 50_000, "rest")
+
+    try:
+        return _median_us(record)
+    finally:
+        tracer.shutdown()
+
+
+def main() -> None:
+    results = {
+        "off (hooks only)": off_cost_us(),
+        "on, no traceparent": on_cost_us(TraceSetting(), {}),
+        "on, with traceparent": on_cost_us(TraceSetting(), {"traceparent": TRACEPARENT}),
+        "on, level OFF": on_cost_us(TraceSetting(level="OFF"), {}),
+        "on, rate 1000": on_cost_us(TraceSetting(rate=1000), {}),
+    }
+    for label, us in results.items():
+        print(f"{label:24s} {us:7.3f} µs per request (median of {ROUNDS} rounds)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""What v2serve's server needs from a runtime, declared once.
+
+MLServer's contract for a runtime is ``MLModel``: ``load``, ``predict``, ``metadata``,
+``unload``. That is all a runtime needs under plain ``mlserver start``, and all that
+v2serve's server asks of a foreign ``MLModel`` (another MLServer runtime named in
+``implementation``, or MLServer's ``ParallelModel`` proxy when parallel workers run the
+models). A ``V2Runtime`` offers the server a little more, and this module is the one
+place where that "more" is written down, instead of the server discovering attributes
+with ``getattr``:
+
+- ``attach(services)``: the per-process services the server owns (the response cache),
+  handed over after construction and before ``load()``. MLServer's registry builds the
+  runtime from its settings alone (``implementation(settings)``), so the server injects
+  them through the registry's model initialiser (``initialiser``). Nothing attaches under
+  plain ``mlserver start`` or in a parallel worker: the runtime then runs with
+  ``RuntimeServices()``, no cache, and never needs the server.
+- ``infer(payload, phases)``: ``predict`` with the request's phase timings filled in
+  explicitly. ``predict(payload)`` stays the MLServer entry; it calls ``infer`` with
+  timings nobody reads. When MLServer's adaptive batching wraps ``predict``, the server
+  calls ``predict`` so that the batcher sees every request (``timed_entry``).
+- ``describe()``: what the repository index, the logs and the model configuration say
+  about the loaded version (its load warning, its backend). ``description_of`` gives a
+  foreign ``MLModel`` the empty description.
+
+The timings and the services are plain objects, not pydantic ones, so a leaner entry of
+our own runtime (wire bytes to numpy to the predictor, no ``InferenceRequest``) can sit
+beside ``infer`` later, taking the same ``Phases`` and the same services.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from mlserver.model import MLModel
+from mlserver.settings import ModelSettings
+from mlserver.types import InferenceRequest, InferenceResponse
+
+from .cache.responses import ResponseCache
+from .timings import Phases
+
+
+@dataclass(frozen=True)
+class RuntimeServices:
+    """Per-process services the server owns and shares with every runtime it hosts."""
+
+    response_cache: ResponseCache | None = None
+    """The server's response cache; None when it is off or there is no v2serve server."""
+
+
+NO_SERVICES = RuntimeServices()
+
+
+@dataclass(frozen=True)
+class RuntimeDescription:
+    """What a loaded version reports about itself; empty for a foreign ``MLModel``."""
+
+    load_warning: str = ""
+    """A problem the load let through (an artifact from another scikit-learn)."""
+    backend: str = ""
+    """Which backend answers and why, e.g. ``onnx: verified on 8460 rows (...)``."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Format and backend facts for metadata and the model configuration."""
+    response_cache: bool = False
+    """Whether this version's answers are cached."""
+
+
+class V2Runtime(MLModel):
+    """An MLServer runtime that v2serve's server can also inject into and time."""
+
+    _services: RuntimeServices = NO_SERVICES
+
+    def attach(self, services: RuntimeServices) -> None:
+        """Called by the server before ``load()``; never under plain MLServer."""
+        self._services = services
+
+    @property
+    def services(self) -> RuntimeServices:
+        return self._services
+
+    def describe(self) -> RuntimeDescription:
+        return RuntimeDescription()
+
+    async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
+        """One inference, with ``phases`` (input, infer, output, cache hit) filled in."""
+        raise NotImplementedError
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        return await self.infer(payload, Phases())
+
+
+def description_of(model: MLModel) -> RuntimeDescription:
+    return model.describe() if isinstance(model, V2Runtime) else RuntimeDescription()
+
+
+def batched_by_mlserver(settings: ModelSettings) -> bool:
+    """MLServer's ``load_batching`` hook wraps ``predict`` exactly when this holds."""
+    return settings.max_batch_size > 1 and settings.max_batch_time > 0
+
+
+async def timed_entry(
+    model: MLModel, payload: InferenceRequest, phases: Phases
+) -> InferenceResponse:
+    """The server's call into a runtime: ``infer`` where it can fill timings, else
+    ``predict`` (a foreign model, or one behind MLServer's adaptive batcher)."""
+    if isinstance(model, V2Runtime) and not batched_by_mlserver(model.settings):
+        return await model.infer(payload, phases)
+    return await model.predict(payload)
+
+
+def initialiser(services: RuntimeServices) -> Callable[[ModelSettings], MLModel]:
+    """MLServer's model initialiser (``implementation(settings)``), then ``attach``."""
+
+    def initialise(settings: ModelSettings) -> MLModel:
+        model = settings.implementation(settings)
+        if isinstance(model, V2Runtime):
+            model.attach(services)
+        return model
+
+    return initialise

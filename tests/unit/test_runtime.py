@@ -1,0 +1,131 @@
+"""The runtime in-process, as plain MLServer hosts it and as v2serve's server does: a real
+estimator loaded from a folder, answers compared with the estimator itself."""
+
+import asyncio
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from mlserver.settings import ModelSettings
+from mlserver.types import InferenceRequest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from runtimes.cache import build_response_cache
+from runtimes.errors import InvalidInput, ModelLoadFailed
+from runtimes.runtime_api import RuntimeServices, description_of
+from runtimes.settings import CacheSettings
+from runtimes.sklearn import SklearnRuntime
+from runtimes.timings import Phases
+
+X, Y = load_iris(return_X_y=True)
+ESTIMATOR = LogisticRegression(max_iter=500).fit(X, Y)
+
+
+def folder_with(tmp_path: Path, **settings: object) -> Path:
+    joblib.dump(ESTIMATOR, tmp_path / "model.joblib")
+    values = {"name": "iris", "implementation": "runtimes.sklearn.SklearnRuntime", **settings}
+    (tmp_path / "model-settings.json").write_text(json.dumps(values))
+    return tmp_path / "model-settings.json"
+
+
+def loaded(path: Path, services: RuntimeServices | None = None) -> SklearnRuntime:
+    runtime = SklearnRuntime(ModelSettings.parse_file(str(path)))
+    if services is not None:
+        runtime.attach(services)
+    assert asyncio.run(runtime.load())
+    return runtime
+
+
+def request(rows: np.ndarray, *outputs: str) -> InferenceRequest:
+    return InferenceRequest.model_validate(
+        {
+            "inputs": [
+                {"name": "input-0", "datatype": "FP64", "shape": list(rows.shape),
+                 "data": rows.reshape(-1).tolist()}
+            ],
+            "outputs": [{"name": name} for name in outputs],
+        }
+    )  # fmt: skip
+
+
+def answer(runtime: SklearnRuntime, rows: np.ndarray, output: str) -> np.ndarray:
+    response = asyncio.run(runtime.predict(request(rows, output)))
+    (tensor,) = response.outputs
+    return np.asarray(tensor.data.root).reshape(tensor.shape)
+
+
+@pytest.mark.parametrize("uri", ["./model.joblib", "./", None])
+def test_predict_and_predict_proba_as_the_estimator(tmp_path, uri, monkeypatch):
+    monkeypatch.chdir("/")  # the uri is relative to model-settings.json, not to here
+    parameters = {"uri": uri} if uri else {"uri": str(tmp_path)}
+    runtime = loaded(folder_with(tmp_path, parameters=parameters))
+    rows = X[::15]
+    assert answer(runtime, rows, "predict").tolist() == ESTIMATOR.predict(rows).tolist()
+    np.testing.assert_allclose(
+        answer(runtime, rows, "predict_proba"), ESTIMATOR.predict_proba(rows), rtol=1e-6
+    )
+
+
+def test_metadata_carries_the_derived_schema(tmp_path):
+    metadata = asyncio.run(loaded(folder_with(tmp_path, parameters={"uri": "./"})).metadata())
+    (tensor,) = metadata.inputs or []
+    assert (tensor.name, tensor.datatype, tensor.shape) == ("input-0", "FP64", [-1, 4])
+    names = [output.name for output in metadata.outputs or []]
+    assert {"predict", "predict_proba"} <= set(names)
+    assert metadata.platform == "sklearn"
+    assert metadata.parameters is not None
+    assert metadata.parameters.model_dump()["format"] == "sklearn"
+
+
+def test_a_bad_shape_is_refused_naming_the_problem(tmp_path):
+    runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}))
+    with pytest.raises(InvalidInput) as caught:
+        asyncio.run(runtime.predict(request(X[:2, :3], "predict")))
+    assert caught.value.status_code == 400
+    assert "input-0" in str(caught.value) and "3" in str(caught.value)
+
+
+def test_a_missing_uri_fails_the_load_naming_it(tmp_path):
+    path = folder_with(tmp_path, parameters={"uri": "./nope.joblib"})
+    with pytest.raises(ModelLoadFailed, match="nope.joblib"):
+        loaded(path)
+
+
+def test_without_the_server_there_is_no_cache(tmp_path):
+    runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}))
+    described = description_of(runtime)
+    assert not described.response_cache
+    assert described.parameters["format"] == "sklearn"
+    assert described.backend
+    phases = Phases()
+    asyncio.run(runtime.infer(request(X[:1], "predict"), phases))
+    assert phases.cache_hit is None
+
+
+def test_the_injected_cache_answers_the_second_time(tmp_path):
+    cache = build_response_cache(CacheSettings(enabled=True))
+    runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}), RuntimeServices(cache))
+    assert description_of(runtime).response_cache
+    first, second = Phases(), Phases()
+    one = asyncio.run(runtime.infer(request(X[:3], "predict"), first))
+    two = asyncio.run(runtime.infer(request(X[:3], "predict"), second))
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert np.asarray(one.outputs[0].data.root).tolist() == ESTIMATOR.predict(X[:3]).tolist()
+    assert np.asarray(two.outputs[0].data.root).tolist() == ESTIMATOR.predict(X[:3]).tolist()
+
+
+def test_a_model_that_opts_out_of_the_injected_cache(tmp_path):
+    cache = build_response_cache(CacheSettings(enabled=True))
+    path = folder_with(tmp_path, parameters={"uri": "./"}, cache_enabled=False)
+    assert not description_of(loaded(path, RuntimeServices(cache))).response_cache
+
+
+def test_infer_fills_the_phases_it_is_given(tmp_path):
+    runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}))
+    phases = Phases()
+    asyncio.run(runtime.infer(request(X[:4], "predict"), phases))
+    assert phases.input_ns > 0 and phases.infer_ns > 0 and phases.output_ns > 0
+    assert phases.queue_ns == 0  # the data plane's, not the runtime's
