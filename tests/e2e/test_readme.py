@@ -61,7 +61,10 @@ def test_python_examples(server, estimators, code):
     result, X = namespace["result"], namespace["X"]
     model = re.search(r'infer\("([^"]+)"', code).group(1)
     estimator = _estimator_for(f"/v2/models/{model}", estimators)
+    compared = []
     for method in ("predict", "predict_proba"):
         served = result.as_numpy(method)
         if served is not None:
             np.testing.assert_allclose(served, getattr(estimator, method)(X), rtol=RTOL, atol=ATOL)
+            compared.append(method)
+    assert compared, "the example's answer held neither predict nor predict_proba"

@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import shutil
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import write_artifact
 
 from .clients import infer, make_client
-from .conftest import start_server, stop_server
+from .conftest import holds_for, start_server, stop_server
 
 X = np.ascontiguousarray(load_iris().data[::15], dtype=np.float64)
 MODEL = "live"
@@ -186,7 +185,7 @@ def test_versions_come_and_go_under_traffic_with_no_failed_request(
             time.sleep(0.5)
         assert traffic.failures == [], traffic.failures[:5]
         assert traffic.wrong == []
-        assert "3" not in traffic.served or traffic.served["3"] > 0
+        assert traffic.served.get("3", 0) > 0, traffic.served  # v3 was the default a while
         assert set(traffic.served) <= {"1", "2", "3", "4"}
         assert sum(traffic.served.values()) > 50
     finally:
@@ -195,7 +194,6 @@ def test_versions_come_and_go_under_traffic_with_no_failed_request(
     history = json.loads(report.read_text()) if report.exists() else []
     report.write_text(json.dumps([*history, {"watcher": watcher, **timings}]))
     print(watcher, "drop-to-served seconds:", timings, "requests:", traffic.served)
-    assert statistics.median(timings.values()) < TIMEOUT
 
 
 def test_repository_api_rejects_names_that_escape(server, tmp_path):
@@ -241,8 +239,9 @@ def test_explicit_mode_and_unload_load(tmp_path, live_repository):
     )
     try:
         _drop_by_rename(live_repository, "2", ESTIMATORS["2"])
-        time.sleep(2.5)
-        assert _default_version(server) == "1"  # nothing watches in explicit mode
+        # Nothing watches in explicit mode: v1 stays the default for longer than a watch
+        # would take to serve v2, checked throughout.
+        holds_for(lambda: _default_version(server) == "1", 2.5, "v1 the default")
         client = make_client("http", server)
         client.load_model(MODEL)
         assert _default_version(server) == "2"
