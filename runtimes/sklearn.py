@@ -30,7 +30,7 @@ from .constraints import Constraints, build_constraints
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .inference import build_outputs, run_methods
 from .model_uri import resolve_artifact
-from .runtime_api import RuntimeDescription, V2Runtime
+from .runtime_api import RuntimeDescription, V2Runtime, as_python_lists
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import PhaseClock, Phases
@@ -208,6 +208,8 @@ class SklearnRuntime(V2Runtime):
         results = await self._results(features, methods, phases)
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
+        if not self.services.encodes_numpy:
+            outputs = [as_python_lists(output) for output in outputs]
         clock.lap("output")
         return InferenceResponse.model_construct(
             model_name=self.name,
