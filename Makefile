@@ -28,9 +28,10 @@ lint: install
 	$(BIN)/mypy
 
 # Two pytest processes: mlserver.grpc and tritonclient.grpc register the same protobuf
-# symbols and cannot be imported into one process.
+# symbols and cannot be imported into one process. benchmarks/tests: the benchmark's pure
+# parts (benchmarks/ imports tests/harness.py, never the reverse).
 unit: install
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit benchmarks/tests -q
 
 e2e: install
 	$(BIN)/python -m pytest tests/e2e -q

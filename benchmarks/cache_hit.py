@@ -1,6 +1,6 @@
 """Response cache: a hit against a miss on a heavy model, over REST on loopback.
 
-Starts its own v2serve (``MLSERVER_CACHE_ENABLED=true``) on free 127.0.0.1 ports with a
+Starts its own v2serve (``MLSERVER_CACHE_ENABLED=true``, ``tests/harness.py``, port 0) with a
 200-tree RandomForest, 1 row per request, ``predict_proba``:
 
 - hit:      the same row every time (after one warm-up miss);
@@ -28,7 +28,7 @@ import requests
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
-from tests.e2e.conftest import start_server, stop_server
+from tests.harness import start_server, stop_server
 
 ROWS = load_breast_cancer().data
 

@@ -3,6 +3,9 @@
 ``mlserver start FOLDER`` forces the repository root to FOLDER whatever settings.json
 says, so v2serve builds MLServer's Settings itself and keeps ``settings/`` and
 ``model-repository/`` apart. Precedence: flags, environment, settings file, defaults.
+
+Exit codes: 0 after a graceful stop, 2 for bad settings, 1 when a port cannot be bound;
+each failure is one line on stderr, never a traceback.
 """
 
 import argparse
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from mlserver.utils import install_uvloop_event_loop
 
-from .errors import SettingsError
+from .errors import CannotListen, SettingsError
 from .settings import build_server_config
 
 
@@ -33,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder holding settings.json (default: settings/)",
     )
+    start.add_argument(
+        "--port-file",
+        default=None,
+        type=Path,
+        metavar="PATH",
+        help="once every listener is bound, write the ports it holds here as JSON "
+        '({"http": ..., "grpc": ..., "metrics": ..., "host": ..., "pid": ...}); with port 0 '
+        "(MLSERVER_HTTP_PORT=0 and so on) the kernel picks free ports",
+    )
     return parser
 
 
@@ -44,7 +56,7 @@ async def _serve(args: argparse.Namespace) -> None:
         raise SettingsError(str(settings_dir), "settings folder does not exist")
     config = build_server_config(settings_dir, args.model_repository)
     server = V2Server(config)
-    await server.start()
+    await server.start(port_file=args.port_file)
 
 
 def _configure_logging() -> None:
@@ -66,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"v2serve: {exc}", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        print(f"v2serve: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0

@@ -24,6 +24,7 @@
         │   └── OutsideRepository     422  a path the model names leads outside the repository
         ├── TooManyRequests           429  RESOURCE_EXHAUSTED  the model's in-flight bound
         ├── SettingsError             422  FAILED_PRECONDITION  unknown or bad settings keys
+        ├── CannotListen              503  UNAVAILABLE  a port taken at start-up (never served)
         ├── PredictionFailed          500  INTERNAL  the estimator raised for other reasons
         ├── NonFiniteOutput           500  INTERNAL  NaN/Inf in an output asked for as JSON
         ├── Unsupported               501  UNIMPLEMENTED  a protocol feature v2serve lacks
@@ -221,6 +222,17 @@ class SettingsError(V2ServeError):
 
     def __init__(self, source: str, problem: str):
         super().__init__(f"{source}: {problem}")
+
+
+class CannotListen(V2ServeError):
+    """A listener that cannot bind at start-up; the CLI prints it as its one line."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, host: str, port: int, listener: str, reason: str):
+        self.host, self.port, self.listener = host, port, listener
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {where} ({listener}): {reason}")
 
 
 class PredictionFailed(V2ServeError):

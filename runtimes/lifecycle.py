@@ -1,4 +1,11 @@
-"""Serving the HTTP servers without uvicorn's signal handling, and the shutdown order.
+"""Serving the HTTP servers without uvicorn's signal handling, the start-up and the
+shutdown order.
+
+Start-up (``V2Server.start``): every port is bound first (``runtimes.ports``: port 0 means
+any free port), then REST, gRPC and metrics serve, the ports are logged and written to
+``--port-file``, and only then do models load. Liveness answers from the first moment a
+port is reported, while a slow model still loads; readiness waits for the models. A
+taken port stops the start before anything else runs, with one line that names it.
 
 uvicorn's ``Server.serve`` swaps in its own SIGINT/SIGTERM handlers while it serves and
 re-raises the signal when it stops. With the REST and metrics servers both doing so, a
@@ -15,6 +22,7 @@ Here the HTTP servers leave signals alone, and ``V2Server.stop`` runs the shutdo
 """
 
 import logging
+import socket
 from typing import Any
 
 import uvicorn
@@ -61,10 +69,11 @@ def http_server(config: uvicorn.Config) -> uvicorn.Server:
     return SignalFreeServer(config)
 
 
-async def serve_http(server: uvicorn.Server) -> None:
-    config = server.config
-    logger.info("HTTP server running on http://%s:%s", config.host, config.port)
-    await server.serve()
+async def serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve on ``sock``, bound and listening already (``runtimes.ports.listen``); the
+    config's port is then only what was asked for, 0 included."""
+    logger.info("HTTP server running on http://%s:%s", server.config.host, sock.getsockname()[1])
+    await server.serve(sockets=[sock])
 
 
 def stop_http(server: uvicorn.Server, force: bool = False) -> None:

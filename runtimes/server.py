@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+from pathlib import Path
 
 import uvicorn
 from mlserver.batching import load_batching
@@ -21,6 +23,7 @@ from mlserver.settings import ModelSettings
 
 from .cache import build_response_cache, publish_metrics
 from .dataplane import V2DataPlane
+from .errors import CannotListen
 from .extensions.handlers import ExtensionHandlers
 from .extensions.statistics import Statistics
 from .lifecycle import http_server, metrics_config, rest_config, serve_http, stop_http
@@ -28,6 +31,7 @@ from .observability.logs import RequestLog, with_logging_config
 from .observability.metrics import ServingMetrics
 from .observability.observer import RequestObserver
 from .platform import stop_metrics
+from .ports import Bound, bound_port, describe, listen, write_port_file
 from .protocol.asgi import ASGIApp
 from .protocol.control_auth import ControlTokenInterceptor, resolve_control_token
 from .protocol.grpc.health import HealthService, health_handler
@@ -155,18 +159,60 @@ class V2Server:
         if worker.pid:
             await stop_metrics(self.settings, worker.pid)
 
-    async def start(self, models_settings: list[ModelSettings] | None = None) -> None:
-        servers = [serve_http(self.rest_server), self.grpc_server.start()]
+    async def start(
+        self, models_settings: list[ModelSettings] | None = None, port_file: Path | None = None
+    ) -> None:
+        """Bind every port, serve, report the ports (log line, ``port_file``), then load
+        the models: liveness answers while they load (``runtimes.lifecycle``)."""
+        bound, sockets = self._listen()
+        if self._stopping:  # a signal came while binding
+            for sock in sockets:
+                sock.close()
+            return
+        servers = [serve_http(self.rest_server, sockets[0]), self.grpc_server.serve()]
         if self.metrics_server is not None:
-            servers.append(serve_http(self.metrics_server))
+            servers.append(serve_http(self.metrics_server, sockets[1]))
         self._serving = [asyncio.ensure_future(server) for server in servers]
         servers_task = asyncio.gather(*self._serving)
+        await self._until_serving()
+        logger.info("listening: %s", describe(bound))
+        if port_file is not None:
+            write_port_file(port_file, bound)
         if self.settings.load_models_at_startup:
             self.lifecycle.expect(m.name for m in self.repository.model_folders())
             await self.controller.reconcile(settle_all=True)
         if self.options.watch and not self._stopping:
             self.controller.start_watching()
         await servers_task
+
+    def _listen(self) -> tuple[list[Bound], list[socket.socket]]:
+        """REST, gRPC, then metrics; if one port is taken, those already bound close and
+        ``CannotListen`` names it."""
+        host = self.settings.host
+        sockets: list[socket.socket] = []
+        try:
+            sockets.append(listen(host, self.settings.http_port, "REST"))
+            bound = [Bound("http", "REST", host, bound_port(sockets[0]))]
+            bound.append(Bound("grpc", "gRPC", host, self.grpc_server.bind()))
+            if self.metrics_server is not None:
+                sockets.append(listen(host, self.settings.metrics_port, "metrics"))
+                bound.append(Bound("metrics", "metrics", host, bound_port(sockets[1])))
+        except CannotListen:
+            for sock in sockets:
+                sock.close()
+            raise
+        return bound, sockets
+
+    async def _until_serving(self) -> None:
+        """Until uvicorn has taken its sockets and gRPC has started; a server that fails
+        on the way raises here instead of leaving the start waiting."""
+        http = [self.rest_server, *([self.metrics_server] if self.metrics_server else [])]
+        while not (all(s.started for s in http) and self.grpc_server.started.is_set()):
+            failed = [task for task in self._serving if task.done()]
+            if failed:
+                failed[0].result()
+                return  # a server that returned: it was told to stop
+            await asyncio.sleep(0.01)
 
     def _add_signal_handlers(self) -> None:
         loop = asyncio.get_event_loop()

@@ -1,25 +1,21 @@
-"""A real v2serve server, started once per test session on free ports.
+"""A real v2serve server, started once per test session on port 0 (``tests/harness.py``).
 
 This process imports ``tritonclient.grpc``, whose protobuf symbols clash with
 ``mlserver.grpc``: nothing here may import MLServer or the runtimes that use it.
+
+``start_server``, ``stop_server``, ``wait_until_ready``, ``RunningServer``, ``free_port``,
+``ROOT`` and ``V2SERVE`` live in the harness and are imported from here too.
 """
 
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 import pytest
-import requests
 
 from runtimes.examples import (
     EXAMPLES,
@@ -31,40 +27,30 @@ from runtimes.examples import (
     write_formats_into,
 )
 from tests.faulty import non_finite_regressor
+from tests.harness import (
+    ROOT,
+    V2SERVE,
+    RunningServer,
+    free_port,
+    holds_for,
+    start_server,
+    stop_server,
+    wait_until,
+    wait_until_ready,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-V2SERVE = Path(sys.executable).parent / "v2serve"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    repository: Path
-    log: Path
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.http_url}"
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+__all__ = [
+    "ROOT",
+    "V2SERVE",
+    "RunningServer",
+    "build_repository",
+    "free_port",
+    "holds_for",
+    "start_server",
+    "stop_server",
+    "wait_until",
+    "wait_until_ready",
+]
 
 
 def build_repository(target: Path) -> Path:
@@ -136,70 +122,6 @@ CONSTRAINED_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def start_server(
-    workdir: Path,
-    repository: Path,
-    settings: dict[str, Any] | None = None,
-    env: dict[str, str] | None = None,
-    extra_args: list[str] | None = None,
-    wait_ready: bool = True,
-    prefix: list[str] | None = None,
-) -> RunningServer:
-    workdir.mkdir(parents=True, exist_ok=True)
-    settings_dir = workdir / "settings"
-    settings_dir.mkdir(exist_ok=True)
-    (settings_dir / "settings.json").write_text(json.dumps(settings or {}))
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    environment = {
-        **os.environ,
-        "MLSERVER_HTTP_PORT": str(http_port),
-        "MLSERVER_GRPC_PORT": str(grpc_port),
-        "MLSERVER_METRICS_PORT": str(metrics_port),
-        "MLSERVER_HOST": "127.0.0.1",
-        **(env or {}),
-    }
-    log = workdir / "server.log"
-    args = [*(prefix or []), str(V2SERVE), "start", "--settings", str(settings_dir)]
-    args += extra_args if extra_args is not None else ["--model-repository", str(repository)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            args, cwd=workdir, env=environment, stdout=sink, stderr=subprocess.STDOUT
-        )
-    server = RunningServer(process, http_port, grpc_port, metrics_port, repository, log)
-    if wait_ready:
-        try:
-            wait_until_ready(server)
-        except RuntimeError:
-            stop_server(server)
-            raise
-    return server
-
-
-def wait_until_ready(server: RunningServer, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"v2serve exited early:\n{server.log_text()}")
-        try:
-            if requests.get(f"{server.base}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"v2serve not ready after {timeout}s:\n{server.log_text()}")
-
-
-def stop_server(server: RunningServer, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(sig)
-        try:
-            server.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    return server.process.returncode
-
-
 # The session server's CORS policy (tests/e2e/test_rest_routes.py); clients that send no
 # Origin header see no difference.
 CORS_ORIGIN = "https://app.example"
@@ -219,11 +141,27 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterator[RunningServer]:
-    # The settings file names ports that the environment overrides: env beats file.
+def file_ports() -> Iterator[dict[str, int]]:
+    """Ports the session server's settings.json names, held listening by this process for
+    the session: the environment's port 0 must win (a server that took these would fail
+    to start), which ``test_environment_beats_settings_file`` checks."""
+    held = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        held.append(sock)
+    yield {"http_port": held[0].getsockname()[1], "grpc_port": held[1].getsockname()[1]}
+    for sock in held:
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, repository: Path, file_ports: dict[str, int]
+) -> Iterator[RunningServer]:
     workdir = tmp_path_factory.mktemp("server")
-    settings = {"http_port": free_port(), "grpc_port": free_port(), "cors_settings": CORS}
-    running = start_server(workdir, repository, settings=settings)
+    running = start_server(workdir, repository, settings={**file_ports, "cors_settings": CORS})
     yield running
     assert stop_server(running) == 0, running.log_text()
 

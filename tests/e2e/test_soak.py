@@ -1,7 +1,7 @@
-"""The short soak (benchmarks/soak.py for 30 s): mixed REST and gRPC traffic with 10% bad
+"""The short soak (tests/soak.py for 30 s): mixed REST and gRPC traffic with 10% bad
 requests and a version drop every 10 s. ``make soak`` runs the 5-minute one."""
 
-from benchmarks.soak import soak
+from tests.soak import soak
 
 
 def test_a_short_soak_fails_no_good_request_and_leaks_nothing(tmp_path):

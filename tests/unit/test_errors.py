@@ -23,6 +23,7 @@ def test_hierarchy_is_found():
     assert {"InvalidInput", "ModelUnavailable", "PredictionFailed", "NotReady"} <= names
     # HTTP-level refusals (REST only) and JSON's non-finite outputs map too.
     assert {"MalformedRequest", "URLTooLong", "HeadersTooLarge", "NonFiniteOutput"} <= names
+    assert "CannotListen" in names  # start-up only, but one hierarchy all the same
 
 
 @pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
