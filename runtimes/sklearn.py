@@ -220,6 +220,9 @@ class SklearnRuntime(V2Runtime):
         )
 
     def describe(self) -> RuntimeDescription:
+        if "_backend" not in vars(self):
+            # Not loaded in this process: with parallel workers a worker loads its own copy.
+            return RuntimeDescription()
         return RuntimeDescription(
             load_warning=self.load_warning,
             backend=self._backend.description,
