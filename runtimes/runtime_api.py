@@ -30,9 +30,10 @@ beside ``infer`` later, taking the same ``Phases`` and the same services.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from mlserver.model import MLModel
 from mlserver.settings import ModelSettings
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput, TensorData
 
 from .cache.responses import ResponseCache
 from .timings import Phases
@@ -44,6 +45,9 @@ class RuntimeServices:
 
     response_cache: ResponseCache | None = None
     """The server's response cache; None when it is off or there is no v2serve server."""
+    encodes_numpy: bool = False
+    """The server's protocol adapters encode numpy arrays held in response tensors.
+    MLServer's own REST and gRPC codecs need Python lists (``as_python_lists``)."""
 
 
 NO_SERVICES = RuntimeServices()
@@ -85,6 +89,20 @@ class V2Runtime(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         return await self.infer(payload, Phases())
+
+
+def as_python_lists(output: ResponseOutput) -> ResponseOutput:
+    """A response tensor whose data MLServer's pydantic serialisation can write."""
+    values = output.data.root
+    if not isinstance(values, np.ndarray):
+        return output
+    return ResponseOutput.model_construct(
+        name=output.name,
+        datatype=output.datatype,
+        shape=output.shape,
+        data=TensorData.model_construct(root=values.reshape(-1).tolist()),
+        parameters=output.parameters,
+    )
 
 
 def description_of(model: MLModel) -> RuntimeDescription:

@@ -113,7 +113,7 @@ class V2Server:
         if settings.parallel_workers:
             self.pool = InferencePoolRegistry(settings, on_worker_stop=[self._worker_stopped])
         self._model_registry = build_registry(
-            self.pool, RuntimeServices(response_cache=self.response_cache)
+            self.pool, RuntimeServices(response_cache=self.response_cache, encodes_numpy=True)
         )
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()

@@ -33,7 +33,7 @@ from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .execution import ModelExecution, start_execution, stop_execution
 from .inference import build_outputs, run_methods
 from .model_uri import resolve_artifact
-from .runtime_api import RuntimeDescription, V2Runtime
+from .runtime_api import RuntimeDescription, V2Runtime, as_python_lists
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import PhaseClock, Phases
@@ -237,6 +237,8 @@ class SklearnRuntime(V2Runtime):
         results = await self._results(features, methods, phases, caller_of(payload))
         clock.lap("infer")
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
+        if not self.services.encodes_numpy:
+            outputs = [as_python_lists(output) for output in outputs]
         clock.lap("output")
         return InferenceResponse.model_construct(
             model_name=self.name,
@@ -247,6 +249,9 @@ class SklearnRuntime(V2Runtime):
         )
 
     def describe(self) -> RuntimeDescription:
+        if "_backend" not in vars(self):
+            # Not loaded in this process: with parallel workers a worker loads its own copy.
+            return RuntimeDescription()
         return RuntimeDescription(
             load_warning=self.load_warning,
             backend=self._backend.description,

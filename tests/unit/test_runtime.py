@@ -101,14 +101,19 @@ def test_without_the_server_there_is_no_cache(tmp_path):
     assert described.parameters["format"] == "sklearn"
     assert described.backend
     phases = Phases()
-    asyncio.run(runtime.infer(request(X[:1], "predict"), phases))
+    response = asyncio.run(runtime.infer(request(X[:1], "predict"), phases))
     assert phases.cache_hit is None
+    # MLServer's own REST handler serialises the response with pydantic
+    assert json.loads(response.model_dump_json())["outputs"][0]["data"] == [
+        ESTIMATOR.predict(X[:1])[0]
+    ]
 
 
 def test_the_injected_cache_answers_the_second_time(tmp_path):
     cache = build_response_cache(CacheSettings(enabled=True))
     runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}), RuntimeServices(cache))
     assert description_of(runtime).response_cache
+    assert not runtime.services.encodes_numpy
     first, second = Phases(), Phases()
     one = asyncio.run(runtime.infer(request(X[:3], "predict"), first))
     two = asyncio.run(runtime.infer(request(X[:3], "predict"), second))

@@ -92,3 +92,10 @@ def test_the_initialiser_attaches_services_to_our_runtime():
 def test_a_runtime_nobody_attached_has_no_services():
     assert Ours(settings(Ours)).services is NO_SERVICES
     assert NO_SERVICES.response_cache is None
+
+
+def test_an_unloaded_runtime_describes_nothing():
+    """With parallel workers the server holds an instance that a worker loads, not it."""
+    from runtimes.sklearn import SklearnRuntime
+
+    assert description_of(SklearnRuntime(settings(SklearnRuntime))) == RuntimeDescription()
