@@ -65,7 +65,9 @@ def infer(runtime: SklearnRuntime, rows: np.ndarray, output: str) -> np.ndarray:
         }
     )
     (result,) = asyncio.run(runtime.predict(request)).outputs
-    return np.asarray(result.data.root if hasattr(result.data, "root") else result.data)
+    return np.asarray(result.data.root if hasattr(result.data, "root") else result.data).reshape(
+        result.shape
+    )
 
 
 def saved(tmp_path: Path, name: str, save: Callable[[Path], None]) -> Path:
