@@ -111,10 +111,16 @@ class Caller:
 
     def timed_out(self, outcome: str, now: float | None = None) -> DeadlineExceeded | None:
         """What a request that ended with ``outcome`` (e.g. cancelled by gRPC) counts as,
-        if its deadline had passed: a timeout, not a caller who changed their mind."""
-        if self.deadline is None or not self.deadline.expired(now):
+        if its deadline had passed: a timeout, not a caller who changed their mind.
+
+        The client's clock starts before the server's (the gRPC deadline is sent as a
+        relative timeout, read on arrival), so a client that gives up at its deadline is
+        seen cancelling up to a transit time early: within CANCEL_GRACE of the deadline,
+        a cancellation is that deadline's."""
+        moment = time.monotonic() if now is None else now
+        if self.deadline is None or not self.deadline.expired(moment + CANCEL_GRACE):
             return None
-        waited = (time.monotonic() if now is None else now) - self.arrived
+        waited = moment - self.arrived
         return DeadlineExceeded(
             self.model, self.deadline.expires_at - self.arrived, waited, outcome
         )
@@ -125,6 +131,10 @@ class Caller:
 
     def __repr__(self) -> str:
         return f"Caller({self.model!r}, arrived={self.arrived}, deadline={self.deadline})"
+
+
+CANCEL_GRACE = 0.25
+"""Seconds before its deadline within which a cancelled call counts as timed out."""
 
 
 def attach(payload: InferenceRequest, caller: Caller) -> None:

@@ -20,7 +20,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from runtimes.batching import MicroBatcher
 from runtimes.dataplane import V2DataPlane
-from runtimes.deadlines import Caller, Deadline, attach, caller_of, earliest
+from runtimes.deadlines import CANCEL_GRACE, Caller, Deadline, attach, caller_of, earliest
 from runtimes.errors import CallerGone, DeadlineExceeded, InvalidPayload
 from runtimes.extensions.statistics import Statistics
 from runtimes.observability.observer import RequestObserver
@@ -93,7 +93,11 @@ def test_a_dropped_request_is_a_504_naming_the_model_or_a_499_when_the_caller_le
 
 def test_a_cancelled_call_counts_as_a_timeout_only_past_its_deadline() -> None:
     caller = Caller("m", 10.0, Deadline(11.0))
-    assert caller.timed_out("the call was cancelled", now=10.9) is None
+    assert caller.timed_out("the call was cancelled", now=10.5) is None
+    assert caller.timed_out("the call was cancelled", now=11.0 - CANCEL_GRACE - 0.01) is None
+    # A client gives up at its own deadline, which starts before the server's clock does.
+    early = caller.timed_out("the call was cancelled", now=11.0 - CANCEL_GRACE / 2)
+    assert isinstance(early, DeadlineExceeded)
     found = caller.timed_out("the call was cancelled", now=11.5)
     assert isinstance(found, DeadlineExceeded) and "the call was cancelled" in str(found)
     assert Caller("m", 10.0).timed_out("x", now=1e9) is None
