@@ -18,21 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from benchmarks.peers.triton_serve import MAX_BATCH
+from tests.harness import free_port, port_environment, wait_models_ready
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".bench-tools"
 PYTRITON_PYTHON = TOOLS / "pytriton" / "bin" / "python"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Processes:
@@ -141,17 +134,6 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _environment(http: int, grpc: int, metrics: int, extra: dict[str, str]) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLSERVER_HTTP_PORT": str(http),
-        "MLSERVER_GRPC_PORT": str(grpc),
-        "MLSERVER_METRICS_PORT": str(metrics),
-        "MLSERVER_HOST": "127.0.0.1",
-        **extra,
-    }
-
-
 def start_vanilla(
     processes: Processes, name: str, workdir: Path, repository: Path, env: dict[str, str]
 ) -> Server:
@@ -188,7 +170,7 @@ def _start(
         process = processes.popen(
             args,
             cwd=workdir,
-            env=_environment(http, grpc, metrics, env),
+            env={**os.environ, **port_environment(http, grpc, metrics), **env},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
@@ -196,26 +178,12 @@ def _start(
 
 
 def wait_ready(server: Server, models: list[str], timeout: float = 180.0) -> None:
-    """Ready means every named model answers its readiness probe (vanilla's server-wide
-    probe is true with zero models)."""
-    deadline = time.monotonic() + timeout
-    pending = list(models)
-    while pending and time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited early:\n{server.log.read_text()[-4000:]}")
-        try:
-            response = requests.get(f"{server.base}/v2/models/{pending[0]}/ready", timeout=2)
-            if response.status_code == 200:
-                pending.pop(0)
-                continue
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    if pending:
-        raise RuntimeError(
-            f"{server.name}: {pending} not ready after {timeout}s:\n"
-            f"{server.log.read_text()[-4000:]}"
-        )
+    """The harness's wait for every named model's readiness probe (vanilla's server-wide
+    probe is true with zero models), naming the server that failed."""
+    try:
+        wait_models_ready(server, models, timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{server.name}: {exc}") from None
 
 
 def start_triton(

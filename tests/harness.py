@@ -246,26 +246,6 @@ def stop_server(server: RunningServer, sig: int = signal.SIGTERM, timeout: float
     return server.process.returncode
 
 
-@dataclass
-class VanillaServer:
-    """Vanilla ``mlserver start DIR``: it cannot take port 0, so its ports were picked."""
-
-    process: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    repository: Path
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-
 BIND_FAILURES = ("address already in use", "errno 98", "failed to bind")
 
 
@@ -282,11 +262,11 @@ def start_vanilla(
     attempts: int = 5,
     timeout: float = 180.0,
     popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
-) -> VanillaServer:
+) -> RunningServer:
     """``mlserver start REPOSITORY`` until every model in ``models`` answers its readiness
-    probe (vanilla's server-wide probe is true with zero models). Picked ports can be
-    taken by someone else before MLServer binds them: a start that fails to bind is
-    retried on new ports, up to ``attempts`` times."""
+    probe (vanilla's server-wide probe is true with zero models). MLServer cannot take
+    port 0, so its ports are picked, and can be taken by someone else before it binds
+    them: a start that fails to bind is retried on new ports, up to ``attempts`` times."""
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, attempts + 1):
         ports = free_port(), free_port(), free_port()
@@ -300,7 +280,7 @@ def start_vanilla(
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        server = VanillaServer(process, *ports, repository, log)
+        server = RunningServer(process, *ports, repository, log)
         try:
             wait_models_ready(server, models, timeout)
             return server

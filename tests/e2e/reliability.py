@@ -1,6 +1,5 @@
 """Helpers shared by the reliability tests: waiting on the index, raw REST infer."""
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,19 +8,16 @@ import numpy as np
 import requests
 from sklearn.datasets import load_iris
 
+from tests.harness import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 IRIS = np.ascontiguousarray(load_iris().data[::10], dtype=np.float64)
 PYTHONPATH = {"PYTHONPATH": str(ROOT)}
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
+    """The harness's polling loop, with the argument order these tests use."""
+    return wait_until(predicate, timeout, what)
 
 
 def index(base: str, headers: dict[str, str] | None = None) -> dict[tuple[str, str], dict]:

@@ -29,6 +29,7 @@ from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import write_artifact
+from tests.harness import wait_until
 
 from .conftest import ROOT, RunningServer, start_server, stop_server
 from .slow_estimator import HOLD, GatedClassifier
@@ -101,11 +102,8 @@ def row(tag: int) -> np.ndarray:
 
 
 def poll(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {timeout}s: {what}")
-        time.sleep(0.01)
+    """The harness's polling loop, with the argument order these tests use."""
+    wait_until(condition, timeout, what, interval=0.01)
 
 
 def wait_past(moment: float) -> None:

@@ -2,14 +2,10 @@
 code): a folder with ``model.joblib`` and a ``model-settings.json`` naming
 ``runtimes.sklearn.SklearnRuntime``, as a KServe ``kserve-mlserver`` user writes it.
 
-MLServer cannot bind port 0, so the ports are picked free and the start is retried when
-one was taken meanwhile."""
+MLServer cannot bind port 0: the harness's ``start_vanilla`` picks free ports and starts
+again when one was taken meanwhile."""
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,23 +18,13 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
-MLSERVER = Path(sys.executable).parent / "mlserver"
+from tests.harness import start_vanilla, stop_server
+
 X, Y = load_iris(return_X_y=True)
 ESTIMATOR = LogisticRegression(max_iter=500).fit(X, Y)
 # model name -> parameters.uri as the user writes it (None: no uri at all)
 MODELS = {"uri-folder": "./", "uri-file": "./model.joblib", "no-uri": None}
 ROWS = X[::10]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _write_repository(root: Path) -> None:
@@ -55,54 +41,16 @@ def _write_repository(root: Path) -> None:
         (folder / "model-settings.json").write_text(json.dumps(settings))
 
 
-def _ready(http_port: int) -> bool:
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
-    try:
-        return all(client.is_model_ready(name) for name in MODELS)
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
     root = tmp_path_factory.mktemp("mlserver-start")
     _write_repository(root)
     # Started from another folder: uris are relative to model-settings.json, not to here.
-    cwd = tmp_path_factory.mktemp("elsewhere")
-    for _attempt in range(3):
-        http_port, grpc_port, metrics_port = _free_ports(3)
-        (root / "settings.json").write_text(
-            json.dumps({"http_port": http_port, "grpc_port": grpc_port,
-                        "metrics_port": metrics_port, "host": "127.0.0.1"})
-        )  # fmt: skip
-        log = (cwd / "mlserver.log").open("wb")
-        process = subprocess.Popen(
-            [str(MLSERVER), "start", str(root)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if _ready(http_port):
-                break
-            time.sleep(0.2)
-        if process.poll() is None and _ready(http_port):
-            try:
-                yield http_port, grpc_port
-            finally:
-                process.terminate()
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            return
-        process.kill()
-        process.wait()
-        text = (cwd / "mlserver.log").read_text(errors="replace")
-        if "address already in use" not in text.lower():
-            pytest.fail(f"mlserver start did not serve the models:\n{text[-4000:]}")
-    pytest.fail("mlserver start found its ports taken three times")
+    server = start_vanilla(tmp_path_factory.mktemp("elsewhere"), root, list(MODELS), timeout=120)
+    try:
+        yield server.http_port, server.grpc_port
+    finally:
+        stop_server(server)
 
 
 def _http(ports: tuple[int, int]) -> httpclient.InferenceServerClient:

@@ -8,7 +8,6 @@ its headers and body. Answers are compared with the same estimators run in-proce
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import iris_v1, wine_columns_v1, wine_frame, write_artifact
+from tests.harness import wait_until
 
 from .conftest import RunningServer, free_port, start_server, stop_server
 
@@ -136,13 +136,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
 
 
 def _poll(found: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """The harness's polling loop, with the argument order these tests use."""
+    return wait_until(found, timeout, what)
 
 
 def _pair(receiver: Receiver, event_id: str) -> tuple[Received, Received]:
