@@ -19,8 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlserver.settings import ModelParameters, ModelSettings, Settings
 from mlserver.types import InferenceRequest, RequestInput
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 
 from runtimes.batching import MicroBatcher
 from runtimes.dataplane import V2DataPlane
@@ -31,6 +29,7 @@ from runtimes.settings import ServerOptions
 from runtimes.sklearn import SklearnRuntime
 from tests.faulty import RAISED, Misbehaves, Raises, iris_fitted
 
+from .in_process import release_metrics
 from .repository_support import make_lifecycle
 
 KINDS = ("rows", "aggregate", "scalar", "slow", "good", "raises")
@@ -63,9 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         (root / kind).mkdir()
         joblib.dump(estimator, root / kind / "model.joblib")
     yield root, lifecycle, plane, estimators
-    for value in vars(plane).values():
-        if isinstance(value, MetricWrapperBase):
-            REGISTRY.unregister(value)
+    release_metrics(plane)
 
 
 async def _load(lifecycle: VersionLifecycle, root: Path, kind: str) -> str:

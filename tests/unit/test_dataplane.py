@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from mlserver.settings import ModelParameters, ModelSettings, Settings
 from mlserver.types import InferenceRequest, RequestInput
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 
 from runtimes.dataplane import V2DataPlane
 from runtimes.errors import ModelUnavailable, NotReady, TooManyRequests
@@ -16,6 +14,7 @@ from runtimes.extensions.statistics import Statistics
 from runtimes.repository.lifecycle import VersionLifecycle
 from runtimes.settings import ServerOptions
 
+from .in_process import release_metrics
 from .repository_support import ENTERED, GATES, TinyModel, make_lifecycle, reset_gates
 
 REQUEST = InferenceRequest(
@@ -46,11 +45,8 @@ def make_plane(lifecycle: VersionLifecycle) -> Iterator[Callable[..., V2DataPlan
         return plane
 
     yield build
-    # MLServer's DataPlane registers its Prometheus counters process-wide at construction.
     for plane in made:
-        for value in vars(plane).values():
-            if isinstance(value, MetricWrapperBase):
-                REGISTRY.unregister(value)
+        release_metrics(plane)
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mlserver.settings import ModelParameters, ModelSettings, Settings
 from mlserver.types import InferenceRequest, Parameters, RequestInput
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 
 from runtimes.batching import MicroBatcher
 from runtimes.dataplane import V2DataPlane
@@ -29,6 +27,7 @@ from runtimes.protocol.timeouts import disconnected, grpc_caller, timeout_second
 from runtimes.settings import ServerOptions, parse_model_extra
 
 from .grpc_context import FakeContext
+from .in_process import release_metrics
 from .repository_support import GATES, TinyModel, make_lifecycle, reset_gates
 
 times = st.floats(min_value=0, max_value=1e9, allow_nan=False)
@@ -311,11 +310,8 @@ def plane_for() -> Iterator[Callable[[Any, RequestObserver], V2DataPlane]]:
         return plane
 
     yield build
-    # MLServer's DataPlane registers its Prometheus counters process-wide at construction.
     for plane in made:
-        for value in vars(plane).values():
-            if isinstance(value, MetricWrapperBase):
-                REGISTRY.unregister(value)
+        release_metrics(plane)
 
 
 def _request(caller: Caller) -> InferenceRequest:

@@ -17,11 +17,6 @@ import numpy as np
 import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2
-from mlserver.handlers import ModelRepositoryHandlers
-from mlserver.registry import MultiModelRegistry
-from mlserver.repository import SchemalessModelRepository
-from mlserver.settings import ModelSettings, Settings
-from prometheus_client import REGISTRY
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -32,11 +27,10 @@ from runtimes.protocol.control_auth import ControlTokenInterceptor
 from runtimes.protocol.grpc.health import HealthService
 from runtimes.protocol.grpc.messages import SERVICE_NAME, message
 from runtimes.protocol.grpc.service import TritonService, triton_handler
-from runtimes.repository.inflight import InFlight
-from runtimes.repository.states import ModelStates, VersionState
-from runtimes.settings import ServerOptions
-from runtimes.sklearn import SklearnRuntime
+from runtimes.repository.states import VersionState
 from tests.unit.grpc_context import FakeContext
+
+from .in_process import release_metrics, serve_iris
 
 X, Y = load_iris(return_X_y=True)
 ROW = X[:2]
@@ -61,15 +55,7 @@ class Served:
 
 
 async def _serve(folder: Path) -> tuple[V2DataPlane, TritonService]:
-    registry = MultiModelRegistry()
-    settings = ModelSettings(
-        name="iris", implementation=SklearnRuntime, parameters={"uri": str(folder), "version": "1"}
-    )
-    await registry.load(settings)
-    states = ModelStates()
-    states.expected_models.add("iris")
-    plane = V2DataPlane(Settings(), registry, states, ServerOptions(), InFlight(), Statistics())
-    repository = ModelRepositoryHandlers(SchemalessModelRepository(str(folder)), registry)
+    plane, repository = await serve_iris(folder)
     return plane, TritonService(plane, repository, ExtensionHandlers(plane, Statistics()))
 
 
@@ -80,9 +66,7 @@ def module_served(artifact: tuple[Path, Any]) -> Iterator[Served]:
     loop = asyncio.new_event_loop()
     plane, service = loop.run_until_complete(_serve(artifact[0]))
     yield Served(loop, plane, service)
-    for name in ("_ModelInferRequestSuccess", "_ModelInferRequestFailure",
-                 "_ModelInferRequestDuration"):  # fmt: skip
-        REGISTRY.unregister(getattr(plane, name))
+    release_metrics(plane)
     loop.close()
 
 

@@ -13,20 +13,13 @@ from runtimes.errors import InvalidSetting
 from runtimes.extensions.log_settings import LogSettings, parse_log_update
 from runtimes.observability.logs import LOGGERS, LogControl, RequestLog, logging_config
 
+from .in_process import loggers_restored
+
 
 @pytest.fixture(autouse=True)
 def restore_loggers():
-    """dictConfig and LogControl change process-wide loggers."""
-    saved = {
-        name: (list(log.handlers), log.level, log.propagate)
-        for name, log in ((n, logging.getLogger(n)) for n in LOGGERS)
-    }
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        log = logging.getLogger(name)
-        log.handlers[:] = handlers
-        log.setLevel(level)
-        log.propagate = propagate
+    with loggers_restored(LOGGERS):
+        yield
 
 
 def _configured(level: str = "INFO", json_format: bool = False) -> io.StringIO:

@@ -41,6 +41,8 @@ from runtimes.repository.states import ModelStates, VersionState
 from runtimes.settings import ServerOptions, build_server_config
 from runtimes.timings import Phases
 
+from .in_process import loggers_restored
+
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = generate_latest(registry).decode()
@@ -176,18 +178,9 @@ def test_request_id_prefers_the_header():
 
 @pytest.fixture(autouse=True)
 def restore_loggers():
-    """dictConfig changes process-wide loggers; other tests capture through the root."""
-    names = ["v2serve", "mlserver", "uvicorn", "uvicorn.error", "uvicorn.access"]
-    saved = {
-        name: (list(log.handlers), log.level, log.propagate)
-        for name, log in ((n, logging.getLogger(n)) for n in names)
-    }
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        log = logging.getLogger(name)
-        log.handlers[:] = handlers
-        log.setLevel(level)
-        log.propagate = propagate
+    """Other tests capture through the root logger."""
+    with loggers_restored(["v2serve", "mlserver", "uvicorn", "uvicorn.error", "uvicorn.access"]):
+        yield
 
 
 def _configured(json_format: bool) -> io.StringIO:

@@ -15,11 +15,7 @@ from typing import Any
 import joblib
 import orjson
 import pytest
-from mlserver.handlers import ModelRepositoryHandlers
-from mlserver.registry import MultiModelRegistry
-from mlserver.repository import SchemalessModelRepository
-from mlserver.settings import CORSSettings, ModelSettings, Settings
-from prometheus_client import REGISTRY
+from mlserver.settings import CORSSettings
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -27,10 +23,8 @@ from runtimes.dataplane import V2DataPlane
 from runtimes.extensions.handlers import ExtensionHandlers
 from runtimes.extensions.statistics import Statistics
 from runtimes.protocol.rest_app import build_rest_app
-from runtimes.repository.inflight import InFlight
-from runtimes.repository.states import ModelStates
-from runtimes.settings import ServerOptions
-from runtimes.sklearn import SklearnRuntime
+
+from .in_process import release_metrics, serve_iris
 
 FRAMEWORKS = ("starlette", "fastapi", "multipart", "python_multipart")
 X, Y = load_iris(return_X_y=True)
@@ -66,15 +60,7 @@ def _framework_file(filename: str) -> bool:
 
 
 async def _served(folder: Path) -> tuple[Any, V2DataPlane]:
-    registry = MultiModelRegistry()
-    settings = ModelSettings(
-        name="iris", implementation=SklearnRuntime, parameters={"uri": str(folder), "version": "1"}
-    )
-    await registry.load(settings)
-    states = ModelStates()
-    states.expected_models.add("iris")
-    plane = V2DataPlane(Settings(), registry, states, ServerOptions(), InFlight(), Statistics())
-    repository = ModelRepositoryHandlers(SchemalessModelRepository(str(folder)), registry)
+    plane, repository = await serve_iris(folder)
     cors = CORSSettings(allow_origins=["https://app.example"], allow_methods=["POST"])
     app = build_rest_app(
         plane, ExtensionHandlers(plane, Statistics()), repository, 1 << 20, cors=cors
@@ -126,9 +112,7 @@ def test_serving_v2_routes_enters_no_starlette_fastapi_or_multipart_code(tmp_pat
             assert profiled == statuses
             return statuses
         finally:
-            for name in ("_ModelInferRequestSuccess", "_ModelInferRequestFailure",
-                         "_ModelInferRequestDuration"):  # fmt: skip
-                REGISTRY.unregister(getattr(plane, name))
+            release_metrics(plane)
 
     statuses = asyncio.run(scenario())
     assert statuses[:2] == [200, 200], statuses

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,17 +14,11 @@ import joblib
 import orjson
 import pytest
 from grpc import aio
-from mlserver.handlers import ModelRepositoryHandlers
-from mlserver.registry import MultiModelRegistry
-from mlserver.repository import SchemalessModelRepository
-from mlserver.settings import ModelSettings, Settings
 from mlserver.types import InferenceRequest, Parameters, RequestInput
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from prometheus_client import REGISTRY
-from prometheus_client.metrics import MetricWrapperBase
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -41,12 +34,11 @@ from runtimes.observability.tracing import build_tracer, exporter_protocol, serv
 from runtimes.protocol.grpc.messages import SERVICE_NAME, message
 from runtimes.protocol.grpc.service import TritonService, triton_handler
 from runtimes.protocol.rest_app import build_rest_app
-from runtimes.repository.inflight import InFlight
-from runtimes.repository.states import ModelStates, VersionState
-from runtimes.settings import ServerOptions, build_server_config
-from runtimes.sklearn import SklearnRuntime
+from runtimes.settings import build_server_config
 from tests.unit.asgi_client import call
 from tests.unit.grpc_context import FakeContext
+
+from .in_process import release_metrics, serve_iris
 
 X, Y = load_iris(return_X_y=True)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -70,26 +62,12 @@ class Traced:
         return {span.name: span for span in self.exporter.get_finished_spans()}
 
 
-async def _serve(folder: Path) -> tuple[V2DataPlane, ModelRepositoryHandlers]:
-    registry = MultiModelRegistry()
-    settings = ModelSettings(
-        name="iris", implementation=SklearnRuntime, parameters={"uri": str(folder), "version": "1"}
-    )
-    await registry.load(settings)
-    states = ModelStates()
-    states.expected_models.add("iris")
-    states.set("iris", "1", VersionState.READY)
-    plane = V2DataPlane(Settings(), registry, states, ServerOptions(), InFlight(), Statistics())
-    repository = ModelRepositoryHandlers(SchemalessModelRepository(str(folder)), registry)
-    return plane, repository
-
-
 @pytest.fixture(scope="module")
 def module_traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     folder = tmp_path_factory.mktemp("iris")
     joblib.dump(LogisticRegression(max_iter=500).fit(X, Y), folder / "model.joblib")
     loop = asyncio.new_event_loop()
-    plane, repository = loop.run_until_complete(_serve(folder))
+    plane, repository = loop.run_until_complete(serve_iris(folder, ready=True))
     exporter = InMemorySpanExporter()
     policy = TracePolicy(TraceSetting())
     plane.tracer = tracer = build_tracer(policy, processor=SimpleSpanProcessor(exporter))
@@ -100,9 +78,7 @@ def module_traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     app = build_rest_app(plane, extensions, repository, 1 << 20, control_token="sesame",
                          trace_settings=trace, log_settings=log)  # fmt: skip
     yield Traced(loop, plane, exporter, policy, service, app)
-    for value in vars(plane).values():
-        if isinstance(value, MetricWrapperBase):
-            REGISTRY.unregister(value)
+    release_metrics(plane)
     tracer.shutdown()
     loop.close()
 
