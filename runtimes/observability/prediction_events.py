@@ -33,7 +33,7 @@ from urllib.parse import quote
 import numpy as np
 import orjson
 from mlserver.errors import MLServerError
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, RequestInput, ResponseOutput
 
 from .metrics import error_status
 from .observer import request_id
@@ -143,6 +143,20 @@ def prediction_events(
     return request, response
 
 
+def _tensor(tensor: RequestInput | ResponseOutput, data: Any) -> dict[str, Any]:
+    """One V2 JSON tensor: name, shape, datatype, its parameters if any, then ``data``."""
+    entry: dict[str, Any] = {
+        "name": tensor.name,
+        "shape": list(tensor.shape),
+        "datatype": tensor.datatype,
+    }
+    parameters = _parameters(tensor.parameters)
+    if parameters:
+        entry["parameters"] = parameters
+    entry["data"] = data
+    return entry
+
+
 def request_body(
     payload: InferenceRequest, event_id: str, redact: frozenset[str]
 ) -> dict[str, Any]:
@@ -150,19 +164,10 @@ def request_body(
     parameters = _parameters(payload.parameters)
     if parameters:
         body["parameters"] = parameters
-    inputs = []
-    for tensor in payload.inputs or []:
-        entry: dict[str, Any] = {
-            "name": tensor.name,
-            "shape": list(tensor.shape),
-            "datatype": tensor.datatype,
-        }
-        tensor_parameters = _parameters(tensor.parameters)
-        if tensor_parameters:
-            entry["parameters"] = tensor_parameters
-        entry["data"] = REDACTED if tensor.name in redact else tensor_values(tensor.data)
-        inputs.append(entry)
-    body["inputs"] = inputs
+    body["inputs"] = [
+        _tensor(tensor, REDACTED if tensor.name in redact else tensor_values(tensor.data))
+        for tensor in payload.inputs or []
+    ]
     if payload.outputs:
         outputs = []
         for output in payload.outputs:
@@ -188,19 +193,7 @@ def response_body(prediction: Prediction, event_id: str, redact: frozenset[str])
     parameters = _parameters(response.parameters)
     if parameters:
         body["parameters"] = parameters
-    outputs = []
-    for output in response.outputs:
-        entry: dict[str, Any] = {
-            "name": output.name,
-            "shape": list(output.shape),
-            "datatype": output.datatype,
-        }
-        output_parameters = _parameters(output.parameters)
-        if output_parameters:
-            entry["parameters"] = output_parameters
-        entry["data"] = tensor_values(output.data)
-        outputs.append(entry)
-    body["outputs"] = outputs
+    body["outputs"] = [_tensor(output, tensor_values(output.data)) for output in response.outputs]
     return body
 
 
