@@ -136,8 +136,7 @@ class V2DataPlane(DataPlane):
         started = perf_counter_ns()
         phases = Phases()
         model: MLModel | None = None
-        response: InferenceResponse | None = None
-        ok = False
+        response: InferenceResponse | None = None  # set once the model answered: success
         error: BaseException | None = None
         try:
             model = await self._admit(name, version)
@@ -150,16 +149,14 @@ class V2DataPlane(DataPlane):
                 with model_context(model.settings):
                     phases.queue_ns = perf_counter_ns() - started
                     try:
-                        prediction = await timed_entry(model, payload, phases)
+                        response = await timed_entry(model, payload, phases)
                     except Exception as exc:
                         failure = worker_failure(name, exc) if self.parallel_workers else None
                         if failure is None:
                             raise
                         raise failure from exc
-                    prediction.id = payload.id
-                    ok = True
-                    response = prediction
-                    return prediction
+                    response.id = payload.id
+                    return response
             finally:
                 self.inflight.leave(model)
         except BaseException as exc:
@@ -173,7 +170,12 @@ class V2DataPlane(DataPlane):
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(
-                    model.name, model.version or "", batch_size(payload), ok, elapsed, phases
+                    model.name,
+                    model.version or "",
+                    batch_size(payload),
+                    response is not None,
+                    elapsed,
+                    phases,
                 )
             self.observer.finished(name, model, payload, error, elapsed, phases)
             if self.tracer is not None:
