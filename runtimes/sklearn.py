@@ -28,6 +28,7 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .construct import construct
 from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .execution import ModelExecution, start_execution, stop_execution
@@ -240,12 +241,15 @@ class SklearnRuntime(V2Runtime):
         if not self.services.encodes_numpy:
             outputs = [as_python_lists(output) for output in outputs]
         clock.lap("output")
-        return InferenceResponse.model_construct(
-            model_name=self.name,
-            model_version=self.version,
-            id=payload.id,
-            parameters=None,
-            outputs=outputs,
+        return construct(
+            InferenceResponse,
+            {
+                "model_name": self.name,
+                "model_version": self.version,
+                "id": payload.id,
+                "parameters": None,
+                "outputs": outputs,
+            },
         )
 
     def describe(self) -> RuntimeDescription:
