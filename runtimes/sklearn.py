@@ -224,7 +224,7 @@ class SklearnRuntime(V2Runtime):
         return results
 
     async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
-        clock = PhaseClock(phases)
+        clock = PhaseClock()
         features = decode_features(
             self.name,
             self._schema,
@@ -234,13 +234,13 @@ class SklearnRuntime(V2Runtime):
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
-        clock.lap("input")
+        phases.input_ns += clock.lap()
         results = await self._results(features, methods, phases, caller_of(payload))
-        clock.lap("infer")
+        phases.infer_ns += clock.lap()
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         if not self.services.encodes_numpy:
             outputs = [as_python_lists(output) for output in outputs]
-        clock.lap("output")
+        phases.output_ns += clock.lap()
         return construct(
             InferenceResponse,
             {
