@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks.background import BackgroundResult
 from benchmarks.cells import PERF_ANALYZER, TRACING_KEY, Cell, all_cells, light_key
+from benchmarks.models import BIG_ROWS
 from benchmarks.otlp_sink import Received
 from benchmarks.stats import (
     PROBE,
@@ -124,6 +125,15 @@ class AddedRows:
 TRACING_OFF = "off (hooks only)"
 """``benchmarks.tracing_cost.OFF``: the figure issue 16 bounds."""
 TRACING_OFF_BOUND_US = 1.0
+MICRO_MEANINGS = {
+    "on, no traceparent": "per request: its spans built and queued (exporter left out)",
+    "on, with traceparent": "the same, under a client's `traceparent`",
+    "on, level OFF": "per request of a model whose trace level is OFF",
+    "on, rate 1000": "per request not picked by `trace_rate` 1000",
+    "on, OTLP encoding": "per request, on top: the exporter's protobuf encoding of its spans "
+    "(on the batch processor's thread, holding the GIL)",
+}
+"""What each of ``benchmarks.tracing_cost``'s figures covers (its labels)."""
 
 
 def parse_tracing_cost(output: str) -> tuple[dict[str, float], str]:
@@ -277,7 +287,8 @@ def tracing_rows(
         rows.append(("tracing off: hooks per request (micro-benchmark)", f"{off:.2f} µs", verdict))
     for label, value in costs.items():
         if label != TRACING_OFF:
-            rows.append((f"tracing {label} (micro-benchmark)", f"{value:.1f} µs", "per request"))
+            meaning = MICRO_MEANINGS.get(label, "per request")
+            rows.append((f"tracing {label} (micro-benchmark)", f"{value:.1f} µs", meaning))
     index = {(s.cell, s.server): s for s in summaries}
     base, traced = index.get((TRACING_KEY, V2SERVE)), index.get((TRACING_KEY, V2SERVE_TRACED))
     if base is None or traced is None or base.rounds == 0 or traced.rounds == 0:
@@ -363,8 +374,10 @@ def _tracing_section(summaries: Sequence[Summary], added: AddedRows) -> list[str
         "exporting every request's spans over OTLP/HTTP (the SDK's batch processor, its "
         "defaults) to a local sink that accepts and drops them (`benchmarks/otlp_sink.py`). "
         "The per-request figures come from `python -m benchmarks.tracing_cost`, run in its "
-        "own process after the servers stopped: what the hooks cost with tracing off, and "
-        "building and queueing one request's spans with it on.",
+        "own process after the servers stopped: what the hooks cost with tracing off; with "
+        "it on, building and queueing one request's spans, and separately the OTLP "
+        "exporter's encoding of them. The cell's CPU per request includes both, and the "
+        "POST.",
         "",
         "| what | figure | verdict |",
         "| --- | --- | --- |",
@@ -616,6 +629,16 @@ def _method(env: Environment) -> list[str]:
         "`swap/N+1`; vanilla gets a new `model.joblib` renamed over the old one and "
         "`POST /v2/repository/models/swap/load`. Afterwards a row on which the two "
         "artifacts disagree tells whether the server answers as the new one.",
+        "- **Tracing (g)**: a second v2serve (light model only) with `V2SERVE_TRACING=true` "
+        "and `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` at `benchmarks/otlp_sink.py`, a local "
+        "OTLP/HTTP receiver in the bench process that answers every `POST /v1/traces` with "
+        "200 and counts the spans; the OTel SDK's defaults otherwise (batch processor, "
+        "`parentbased_always_on`: every request traced). No client `traceparent`.",
+        "- **Isolation (h)**: while a light cell at c=16 runs (warm-up and measured interval), "
+        f"two threads of the bench post a {BIG_ROWS:,}-row REST JSON request (about 5 MB) to "
+        "the forest's `heavy-sklearn` copy on the same server, each waiting for its answer "
+        "before sending again; the first answer is checked against the estimator. Triton's "
+        "`heavy-sklearn` has `max_batch_size` 32,768 so that it accepts the request.",
         "- **Memory**: RSS (VmRSS of the server and its children) at start, after all cells, "
         "and the growth from loading one more copy of the heavy forest.",
         f"- **Versions**: {versions}.",
@@ -728,7 +751,7 @@ def plot(
         ax.set_xlim(low, max(values, default=1.0) * 3)
         ax.set_xlabel(xlabel)
         ax.set_title(title)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=5,
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=3,
                   fontsize=8)  # fmt: skip
         save(fig, name)
 

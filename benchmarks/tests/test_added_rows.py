@@ -30,6 +30,7 @@ from benchmarks.models import BIG_ROWS, HEAVY, SKLEARN_SUFFIX, TRITON_MAX_BATCH
 from benchmarks.otlp_sink import OtlpSink, Received, Tally, count_spans, decode
 from benchmarks.peers.triton_serve import MAX_BATCH, max_batches
 from benchmarks.report import (
+    MICRO_MEANINGS,
     TRACING_OFF,
     AddedRows,
     BackgroundRow,
@@ -272,10 +273,11 @@ def test_the_micro_benchmarks_json_line_is_read_from_its_output() -> None:
     assert parse_tracing_cost("")[1] == "no output"
 
 
-def test_the_reports_off_label_is_the_micro_benchmarks() -> None:
-    from benchmarks.tracing_cost import OFF
+def test_the_report_knows_every_label_of_the_micro_benchmark() -> None:
+    from benchmarks.tracing_cost import LABELS, OFF
 
     assert OFF == TRACING_OFF
+    assert set(MICRO_MEANINGS) == set(LABELS) - {OFF}
 
 
 # --- the background load -----------------------------------------------------------------
@@ -325,3 +327,18 @@ def test_the_sdks_otlp_http_exporter_delivers_to_the_sink() -> None:
             exporter.shutdown()
         received = sink.tally.received
     assert (received.posts, received.spans, received.roots, received.rejected) == (2, 14, 7, 0)
+
+
+def test_the_sink_counts_one_root_per_request_of_v2serves_own_tracer() -> None:
+    from benchmarks.tracing_cost import _Keeping, _recorder
+    from runtimes.observability.trace_policy import TraceSetting
+
+    keeping = _Keeping()
+    tracer, record = _recorder(SimpleSpanProcessor(keeping), TraceSetting(), {})
+    try:
+        for _ in range(3):
+            record()
+    finally:
+        tracer.shutdown()
+    spans, roots = count_spans(encode_spans(keeping.spans).SerializeToString())
+    assert roots == 3 and spans == len(keeping.spans) > 3
