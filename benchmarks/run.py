@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "--render", type=Path, help="re-render the report from a run's benchmarks.json, no load"
     )
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     if args.render:
         raw = load_raw(args.render)
         out = args.out or args.render.parent
@@ -569,9 +571,7 @@ def _environment(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     return Environment(
-        command="python -m benchmarks"
-        + (" --quick" if args.quick else "")
-        + (f" --only {args.only}" if args.only else ""),
+        command=shlex.join(["python", "-m", "benchmarks", *args.argv]),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         cores=os.cpu_count() or 0,
         cpu_model=_cpu_model(),
