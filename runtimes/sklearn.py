@@ -215,7 +215,7 @@ class SklearnRuntime(V2Runtime):
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods, caller)
         elif self._execution is not None:
-            results = await self._execution.run(self._compute, features, methods)
+            results = await self._execution.run(self._compute, features, methods, caller)
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None and not (caller and caller.gone()):
