@@ -87,8 +87,6 @@ class MicroBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._callers: dict[asyncio.Future[Results], Caller] = {}
         """Deadlines of the requests waiting (runtimes/deadlines.py)."""
-        if model:
-            LIVE_BATCHERS.add(self)
 
     @property
     def description(self) -> str:
@@ -265,15 +263,24 @@ class MicroBatcher:
             self._fail(group, exc)
 
 
-class _LiveBatchers:
+class LiveBatchers:
     """The batcher of each loaded (model, version), held weakly, for the metrics
-    collector: an unloaded runtime takes its batcher with it."""
+    collector: an unloaded runtime takes its batcher with it. One per server, owned by
+    its composition (``runtimes.server``) and handed to the runtimes it hosts through
+    ``RuntimeServices``, so two servers in one process never see each other's."""
 
     def __init__(self) -> None:
         self._refs: dict[tuple[str, str], weakref.ref[MicroBatcher]] = {}
 
     def add(self, batcher: MicroBatcher) -> None:
         self._refs[(batcher.model, batcher.version)] = weakref.ref(batcher)
+
+    def remove(self, batcher: MicroBatcher) -> None:
+        """At unload; a reload's newer batcher under the same key stays."""
+        key = (batcher.model, batcher.version)
+        ref = self._refs.get(key)
+        if ref is not None and ref() in (batcher, None):
+            del self._refs[key]
 
     def all(self) -> list[MicroBatcher]:
         live = []
@@ -285,8 +292,6 @@ class _LiveBatchers:
                 live.append(batcher)
         return live
 
-
-LIVE_BATCHERS = _LiveBatchers()
 
 AUTO_BATCHING_SECONDS = 0.0005
 

@@ -302,7 +302,9 @@ class ModelExecution:
 class Executions:
     """The live executions by (model, version): read by the config extension and the
     metrics collector. A reload registers the new instance before the old unloads, so
-    the newest wins and an unregister removes only its own."""
+    the newest wins and an unregister removes only its own. One per server, owned by its
+    composition (``runtimes.server``) and handed to the runtimes it hosts through
+    ``RuntimeServices``, so two servers in one process never see each other's."""
 
     def __init__(self) -> None:
         self._live: dict[tuple[str, str], ModelExecution] = {}
@@ -322,9 +324,6 @@ class Executions:
         return iter(list(self._live.values()))
 
 
-EXECUTIONS = Executions()
-
-
 async def start_execution(
     model: str,
     version: str | None,
@@ -332,19 +331,21 @@ async def start_execution(
     threads: int | None,
     compute: Compute,
     example: tuple[Any, Sequence[str]],
-    registry: Executions = EXECUTIONS,
+    registry: Executions | None = None,
 ) -> ModelExecution:
     """At load: measure the cost where ``auto`` needs it (off the loop: the model may be
-    slow), create and register the pool."""
+    slow), create the pool and register it where the server reads it (None: no server)."""
     features, methods = example
     cost = None
     if mode == "auto":
         cost = await asyncio.to_thread(measure_cost, compute, features, list(methods))
     execution = ModelExecution(model, version or "", mode, threads or default_threads(), cost)
-    registry.register(execution)
+    if registry is not None:
+        registry.register(execution)
     return execution
 
 
-def stop_execution(execution: ModelExecution, registry: Executions = EXECUTIONS) -> None:
-    registry.unregister(execution)
+def stop_execution(execution: ModelExecution, registry: Executions | None = None) -> None:
+    if registry is not None:
+        registry.unregister(execution)
     execution.shutdown()

@@ -112,6 +112,7 @@ class SklearnRuntime(V2Runtime):
             self._extra.execution_threads,
             self._compute,
             (self._example, example[1]) if self._example is not None else example,
+            self.services.executions,
         )
         return True
 
@@ -134,14 +135,18 @@ class SklearnRuntime(V2Runtime):
             model=self.name,
             version=self.version or "",
         )
+        if batcher is not None and self.services.batchers is not None:
+            self.services.batchers.add(batcher)
         if batcher is not None and batcher.stopped is None:
             logger.info("model '%s' version %s batches requests", self.name, self.version)
         return batcher
 
     async def unload(self) -> bool:
         if self._execution is not None:
-            stop_execution(self._execution)
+            stop_execution(self._execution, self.services.executions)
             self._execution = None
+        if self._batcher is not None and self.services.batchers is not None:
+            self.services.batchers.remove(self._batcher)
         if self._cache is not None:
             self._cache.release()
             self._cache = None

@@ -26,8 +26,8 @@ from prometheus_client.core import (
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from ..batching import LIVE_BATCHERS
-from ..execution import EXECUTIONS, Executions
+from ..batching import LiveBatchers
+from ..execution import Executions
 from ..repository.states import ModelStates, VersionState
 from ..timings import Phases
 
@@ -92,8 +92,11 @@ class ServingMetrics:
         self,
         states: ModelStates,
         registry: CollectorRegistry = REGISTRY,
-        executions: Executions = EXECUTIONS,
+        executions: Executions | None = None,
+        batchers: LiveBatchers | None = None,
     ):
+        """``executions`` and ``batchers``: the server's own (``runtimes.server``); none
+        given, the collectors show none."""
         self.registry = registry
         self._series: dict[tuple[str, str], _Series] = {}
 
@@ -169,9 +172,9 @@ class ServingMetrics:
         )
         self._states = StatesCollector(states)
         registry.register(self._states)
-        self._batching = BatchingCollector(states)
+        self._batching = BatchingCollector(states, batchers or LiveBatchers())
         registry.register(self._batching)
-        self._executions = ExecutorCollector(executions)
+        self._executions = ExecutorCollector(executions or Executions())
         registry.register(self._executions)
 
     def close(self) -> None:
@@ -340,8 +343,9 @@ class BatchingCollector(Collector):
     absent for a model that does not batch. Read from the live batchers when scraped, for
     the versions the repository still knows."""
 
-    def __init__(self, states: ModelStates):
+    def __init__(self, states: ModelStates, batchers: LiveBatchers):
         self.states = states
+        self.batchers = batchers
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -350,7 +354,7 @@ class BatchingCollector(Collector):
             labels=list(LABELS),
         )
         known = {(status.model, status.version) for status in self.states.all()}
-        for batcher in sorted(LIVE_BATCHERS.all(), key=lambda b: (b.model, b.version)):
+        for batcher in sorted(self.batchers.all(), key=lambda b: (b.model, b.version)):
             if (batcher.model, batcher.version) in known:
                 stopped = float(batcher.stopped is not None)
                 family.add_metric([batcher.model, batcher.version], stopped)
