@@ -1,10 +1,12 @@
 """Adaptive batching for models whose cost per call dwarfs their cost per row.
 
 A scikit-learn forest takes about as long for 64 rows as for one. While one batch runs
-(off the event loop, so requests keep arriving), the requests that come in wait; when it
-finishes they go together as the next batch. Nothing waits on a timer: a lone request
-runs at once. Requests are grouped by the outputs they ask for, so ``predict_proba`` is
-honoured in a batch (MLServer's batcher drops requested outputs, SeldonIO/MLServer#514).
+(off the event loop, on the model version's own threads from ``runtimes.execution``, so
+requests keep arriving and the model's executor metrics count it), the requests that
+come in wait; when it finishes they go together as the next batch. Nothing waits on a
+timer: a lone request runs at once. Requests are grouped by the outputs they ask for, so
+``predict_proba`` is honoured in a batch (MLServer's batcher drops requested outputs,
+SeldonIO/MLServer#514).
 A batch that fails is re-run request by request, so one bad request fails alone.
 
 The batcher trusts nothing the estimator returns. Splitting a batched answer back is
@@ -34,6 +36,7 @@ import pandas as pd
 
 from .deadlines import Caller
 from .errors import PredictionFailed
+from .execution import ModelExecution
 
 logger = logging.getLogger("v2serve.batching")
 
@@ -75,11 +78,21 @@ def _as_error(model: str, exc: BaseException) -> Exception:
 
 
 class MicroBatcher:
-    def __init__(self, compute: Compute, max_rows: int, model: str = "", version: str = ""):
+    def __init__(
+        self,
+        compute: Compute,
+        max_rows: int,
+        model: str = "",
+        version: str = "",
+        execution: ModelExecution | None = None,
+    ):
         self.compute = compute
         self.max_rows = max_rows
         self.model = model
         self.version = version
+        self.execution = execution
+        """The model version's own threads (runtimes.execution), where every call runs, so
+        its concurrency and queue metrics count batched calls too; None: a default thread."""
         self.stopped: str | None = None
         """Why batching stopped for good, or None while it batches."""
         self._pending: dict[tuple[str, ...], Waiting] = {}
@@ -144,6 +157,8 @@ class MicroBatcher:
                 del self._pending[methods]
 
     async def _call(self, features: Any, methods: Sequence[str]) -> Results:
+        if self.execution is not None:
+            return await self.execution.run_off_loop(self._contained, features, list(methods))
         return await asyncio.to_thread(self._contained, features, list(methods))
 
     def _contained(self, features: Any, methods: list[str]) -> Results:
@@ -316,6 +331,7 @@ def choose_batcher(
     max_rows: int,
     model: str = "",
     version: str = "",
+    execution: ModelExecution | None = None,
 ) -> MicroBatcher | None:
     """``auto``: batch a model served by sklearn whose one-row call takes 0.5 ms or more,
     measured once at load; a compiled model's call is already microseconds. A model whose
@@ -332,7 +348,7 @@ def choose_batcher(
             samples.append(time.perf_counter() - started)
         if sorted(samples)[1] < AUTO_BATCHING_SECONDS:
             return None
-    batcher = MicroBatcher(compute, max_rows, model, version)
+    batcher = MicroBatcher(compute, max_rows, model, version, execution)
     problem = probe_rows(compute, example)
     if problem is not None:
         batcher.stop(problem)

@@ -245,6 +245,13 @@ class ModelExecution:
         self._observe(rows, seconds)
         return results
 
+    async def run_off_loop(self, compute: Compute, features: Any, methods: list[str]) -> Results:
+        """One call on the model's threads whatever its cost: a batched call (the batcher
+        runs its calls here, so the model's concurrency and queue metrics cover them)."""
+        results, seconds = await asyncio.wrap_future(self.submit(compute, features, methods))
+        self._observe(len(features), seconds)
+        return results
+
     def submit(
         self,
         compute: Compute,

@@ -104,7 +104,6 @@ class SklearnRuntime(V2Runtime):
         if self._example is not None:
             self._verify_example()
         self._cache = bind_model_cache(self.services.response_cache, self._settings)
-        self._batcher = self._choose_batching(example)
         self._execution = await start_execution(
             self.name,
             self.version,
@@ -114,6 +113,7 @@ class SklearnRuntime(V2Runtime):
             (self._example, example[1]) if self._example is not None else example,
             self.services.executions,
         )
+        self._batcher = self._choose_batching(example, self._execution)
         return True
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
@@ -125,7 +125,9 @@ class SklearnRuntime(V2Runtime):
         derived = derive_schema(self._estimator).outputs
         return [*declared, *(spec.to_metadata() for spec in derived if spec.name not in named)]
 
-    def _choose_batching(self, example: tuple[Any, list[str]]) -> MicroBatcher | None:
+    def _choose_batching(
+        self, example: tuple[Any, list[str]], execution: ModelExecution
+    ) -> MicroBatcher | None:
         batcher = choose_batcher(
             self._extra.batching,
             compiled=self._backend.backend != "sklearn",
@@ -134,6 +136,7 @@ class SklearnRuntime(V2Runtime):
             max_rows=self._extra.batch_max_rows,
             model=self.name,
             version=self.version or "",
+            execution=execution,
         )
         if batcher is not None and self.services.batchers is not None:
             self.services.batchers.add(batcher)
