@@ -125,6 +125,7 @@ class V2Server:
                 encodes_numpy=True,
                 executions=self.executions,
                 batchers=self.batchers,
+                offload_bytes=self.options.offload_body_bytes,
             ),
         )
         self.repository = VersionedRepository(settings.model_repository_root)

@@ -22,7 +22,7 @@ from mlserver.types import (
 from .artifacts import load_artifact
 from .batching import MicroBatcher, choose_batcher
 from .cache import ModelCache, Results, bind_model_cache
-from .cache.key import named_tensors
+from .cache.key import input_bytes, named_tensors
 from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
@@ -214,7 +214,12 @@ class SklearnRuntime(V2Runtime):
         cache = self._cache
         lookup = None
         if cache is not None:
-            lookup = cache.lookup(named_tensors(features, self._schema.inputs[0].name), methods)
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            bound = self.services.offload_bytes
+            if bound is not None and input_bytes(tensors) > bound:
+                lookup = await asyncio.to_thread(cache.lookup, tensors, methods)
+            else:
+                lookup = cache.lookup(tensors, methods)
             if phases is not None:
                 phases.cache_hit = lookup.results is not None
             if lookup.results is not None:
