@@ -1,10 +1,12 @@
 """Adaptive batching for models whose cost per call dwarfs their cost per row.
 
 A scikit-learn forest takes about as long for 64 rows as for one. While one batch runs
-(off the event loop, so requests keep arriving), the requests that come in wait; when it
-finishes they go together as the next batch. Nothing waits on a timer: a lone request
-runs at once. Requests are grouped by the outputs they ask for, so ``predict_proba`` is
-honoured in a batch (MLServer's batcher drops requested outputs, SeldonIO/MLServer#514).
+(off the event loop, on the model version's own threads from ``runtimes.execution``, so
+requests keep arriving and the model's executor metrics count it), the requests that
+come in wait; when it finishes they go together as the next batch. Nothing waits on a
+timer: a lone request runs at once. Requests are grouped by the outputs they ask for, so
+``predict_proba`` is honoured in a batch (MLServer's batcher drops requested outputs,
+SeldonIO/MLServer#514).
 A batch that fails is re-run request by request, so one bad request fails alone.
 
 The batcher trusts nothing the estimator returns. Splitting a batched answer back is
@@ -34,6 +36,7 @@ import pandas as pd
 
 from .deadlines import Caller
 from .errors import PredictionFailed
+from .execution import ModelExecution
 
 logger = logging.getLogger("v2serve.batching")
 
@@ -75,11 +78,21 @@ def _as_error(model: str, exc: BaseException) -> Exception:
 
 
 class MicroBatcher:
-    def __init__(self, compute: Compute, max_rows: int, model: str = "", version: str = ""):
+    def __init__(
+        self,
+        compute: Compute,
+        max_rows: int,
+        model: str = "",
+        version: str = "",
+        execution: ModelExecution | None = None,
+    ):
         self.compute = compute
         self.max_rows = max_rows
         self.model = model
         self.version = version
+        self.execution = execution
+        """The model version's own threads (runtimes.execution), where every call runs, so
+        its concurrency and queue metrics count batched calls too; None: a default thread."""
         self.stopped: str | None = None
         """Why batching stopped for good, or None while it batches."""
         self._pending: dict[tuple[str, ...], Waiting] = {}
@@ -87,8 +100,6 @@ class MicroBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._callers: dict[asyncio.Future[Results], Caller] = {}
         """Deadlines of the requests waiting (runtimes/deadlines.py)."""
-        if model:
-            LIVE_BATCHERS.add(self)
 
     @property
     def description(self) -> str:
@@ -146,6 +157,8 @@ class MicroBatcher:
                 del self._pending[methods]
 
     async def _call(self, features: Any, methods: Sequence[str]) -> Results:
+        if self.execution is not None:
+            return await self.execution.run_off_loop(self._contained, features, list(methods))
         return await asyncio.to_thread(self._contained, features, list(methods))
 
     def _contained(self, features: Any, methods: list[str]) -> Results:
@@ -265,15 +278,24 @@ class MicroBatcher:
             self._fail(group, exc)
 
 
-class _LiveBatchers:
+class LiveBatchers:
     """The batcher of each loaded (model, version), held weakly, for the metrics
-    collector: an unloaded runtime takes its batcher with it."""
+    collector: an unloaded runtime takes its batcher with it. One per server, owned by
+    its composition (``runtimes.server``) and handed to the runtimes it hosts through
+    ``RuntimeServices``, so two servers in one process never see each other's."""
 
     def __init__(self) -> None:
         self._refs: dict[tuple[str, str], weakref.ref[MicroBatcher]] = {}
 
     def add(self, batcher: MicroBatcher) -> None:
         self._refs[(batcher.model, batcher.version)] = weakref.ref(batcher)
+
+    def remove(self, batcher: MicroBatcher) -> None:
+        """At unload; a reload's newer batcher under the same key stays."""
+        key = (batcher.model, batcher.version)
+        ref = self._refs.get(key)
+        if ref is not None and ref() in (batcher, None):
+            del self._refs[key]
 
     def all(self) -> list[MicroBatcher]:
         live = []
@@ -285,8 +307,6 @@ class _LiveBatchers:
                 live.append(batcher)
         return live
 
-
-LIVE_BATCHERS = _LiveBatchers()
 
 AUTO_BATCHING_SECONDS = 0.0005
 
@@ -311,6 +331,7 @@ def choose_batcher(
     max_rows: int,
     model: str = "",
     version: str = "",
+    execution: ModelExecution | None = None,
 ) -> MicroBatcher | None:
     """``auto``: batch a model served by sklearn whose one-row call takes 0.5 ms or more,
     measured once at load; a compiled model's call is already microseconds. A model whose
@@ -327,7 +348,7 @@ def choose_batcher(
             samples.append(time.perf_counter() - started)
         if sorted(samples)[1] < AUTO_BATCHING_SECONDS:
             return None
-    batcher = MicroBatcher(compute, max_rows, model, version)
+    batcher = MicroBatcher(compute, max_rows, model, version, execution)
     problem = probe_rows(compute, example)
     if problem is not None:
         batcher.stop(problem)

@@ -15,6 +15,13 @@ microseconds of latency, more than a compiled one-row call takes. Each pool is b
 ``max_inflight_per_model`` bounds, and the queue is visible in the model's config and in
 metrics (``ExecutorCollector`` in ``runtimes.observability.metrics``). Observed times are
 folded in on the event loop only, so the estimate needs no lock.
+
+A call whose request's deadline passed while it waited in that queue is dropped when a
+thread takes it, before the estimator runs (``runtimes.deadlines``): 504 /
+DEADLINE_EXCEEDED, counted as a timeout like a request dropped in admission or in the
+batching queue. Only the deadline is read on the pool's thread: the probe of a gone
+caller steps the REST connection's ``receive``, which belongs to the event loop (a gone
+gRPC caller cancels the awaiting task, and so the queued future).
 """
 
 import asyncio
@@ -30,6 +37,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from .deadlines import Caller
 
 Results = Mapping[str, np.ndarray]
 Compute = Callable[[Any, list[str]], Results]
@@ -141,6 +150,8 @@ class QueueStats:
     running: int = 0
     on_loop: int = 0
     off_loop: int = 0
+    dropped: int = 0
+    """Calls dropped in the queue because their deadline passed (never run)."""
     buckets: list[int] = field(default_factory=lambda: [0] * (len(QUEUE_BUCKETS) + 1))
     waited_seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -165,6 +176,14 @@ class QueueStats:
         """A queued call cancelled before a thread took it (its client went away)."""
         with self._lock:
             self.waiting -= 1
+
+    def expired(self, waited: float) -> None:
+        """A queued call whose deadline passed before a thread took it: never run."""
+        with self._lock:
+            self.waiting -= 1
+            self.dropped += 1
+            self.buckets[bisect.bisect_left(QUEUE_BUCKETS, waited)] += 1
+            self.waited_seconds += waited
 
     def ran_on_loop(self) -> None:
         self.on_loop += 1  # only ever from the event loop
@@ -206,7 +225,14 @@ class ModelExecution:
     def off_loop(self, rows: int) -> bool:
         return runs_off_loop(self.mode, self.cost, rows)
 
-    async def run(self, compute: Compute, features: Any, methods: list[str]) -> Results:
+    async def run(
+        self,
+        compute: Compute,
+        features: Any,
+        methods: list[str],
+        caller: Caller | None = None,
+    ) -> Results:
+        """One call, on the loop or off it; ``caller`` carries the request's deadline."""
         rows = len(features)
         if not self.off_loop(rows):
             started = self._clock()
@@ -214,21 +240,36 @@ class ModelExecution:
             self._observe(rows, self._clock() - started)
             self.stats.ran_on_loop()
             return results
-        future = self.submit(compute, features, methods)
+        future = self.submit(compute, features, methods, caller)
         results, seconds = await asyncio.wrap_future(future)
         self._observe(rows, seconds)
         return results
 
+    async def run_off_loop(self, compute: Compute, features: Any, methods: list[str]) -> Results:
+        """One call on the model's threads whatever its cost: a batched call (the batcher
+        runs its calls here, so the model's concurrency and queue metrics cover them)."""
+        results, seconds = await asyncio.wrap_future(self.submit(compute, features, methods))
+        self._observe(len(features), seconds)
+        return results
+
     def submit(
-        self, compute: Compute, features: Any, methods: list[str]
+        self,
+        compute: Compute,
+        features: Any,
+        methods: list[str],
+        caller: Caller | None = None,
     ) -> "Future[tuple[Results, float]]":
-        """Queues one call on the model's threads; the future gives results and seconds."""
+        """Queues one call on the model's threads; the future gives results and seconds,
+        or the 504 of a call whose deadline passed while it was queued."""
         context = contextvars.copy_context()
         queued_at = self._clock()
         self.stats.queued()
 
         def call() -> tuple[Results, float]:
             started = self._clock()
+            if caller is not None and caller.expired():
+                self.stats.expired(started - queued_at)
+                raise caller.dropped("in the model's executor queue")
             self.stats.started(started - queued_at)
             try:
                 results = context.run(compute, features, methods)
@@ -261,13 +302,16 @@ class ModelExecution:
             "execution_threads": str(self.threads),
             "execution_cost": self.cost.describe() if self.cost is not None else "unknown",
             "execution_queue": str(self.stats.waiting),
+            "execution_queue_timeouts": str(self.stats.dropped),
         }
 
 
 class Executions:
     """The live executions by (model, version): read by the config extension and the
     metrics collector. A reload registers the new instance before the old unloads, so
-    the newest wins and an unregister removes only its own."""
+    the newest wins and an unregister removes only its own. One per server, owned by its
+    composition (``runtimes.server``) and handed to the runtimes it hosts through
+    ``RuntimeServices``, so two servers in one process never see each other's."""
 
     def __init__(self) -> None:
         self._live: dict[tuple[str, str], ModelExecution] = {}
@@ -287,9 +331,6 @@ class Executions:
         return iter(list(self._live.values()))
 
 
-EXECUTIONS = Executions()
-
-
 async def start_execution(
     model: str,
     version: str | None,
@@ -297,19 +338,21 @@ async def start_execution(
     threads: int | None,
     compute: Compute,
     example: tuple[Any, Sequence[str]],
-    registry: Executions = EXECUTIONS,
+    registry: Executions | None = None,
 ) -> ModelExecution:
     """At load: measure the cost where ``auto`` needs it (off the loop: the model may be
-    slow), create and register the pool."""
+    slow), create the pool and register it where the server reads it (None: no server)."""
     features, methods = example
     cost = None
     if mode == "auto":
         cost = await asyncio.to_thread(measure_cost, compute, features, list(methods))
     execution = ModelExecution(model, version or "", mode, threads or default_threads(), cost)
-    registry.register(execution)
+    if registry is not None:
+        registry.register(execution)
     return execution
 
 
-def stop_execution(execution: ModelExecution, registry: Executions = EXECUTIONS) -> None:
-    registry.unregister(execution)
+def stop_execution(execution: ModelExecution, registry: Executions | None = None) -> None:
+    if registry is not None:
+        registry.unregister(execution)
     execution.shutdown()

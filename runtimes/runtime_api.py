@@ -8,7 +8,8 @@ models). A ``V2Runtime`` offers the server a little more, and this module is the
 place where that "more" is written down, instead of the server discovering attributes
 with ``getattr``:
 
-- ``attach(services)``: the per-process services the server owns (the response cache),
+- ``attach(services)``: the per-process services the server owns (the response cache,
+  the registries of live executors and batchers its metrics and model configuration read),
   handed over after construction and before ``load()``. MLServer's registry builds the
   runtime from its settings alone (``implementation(settings)``), so the server injects
   them through the registry's model initialiser (``initialiser``). Nothing attaches under
@@ -35,7 +36,9 @@ from mlserver.model import MLModel
 from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput, TensorData
 
+from .batching import LiveBatchers
 from .cache.responses import ResponseCache
+from .execution import Executions
 from .timings import Phases
 
 
@@ -48,6 +51,15 @@ class RuntimeServices:
     encodes_numpy: bool = False
     """The server's protocol adapters encode numpy arrays held in response tensors.
     MLServer's own REST and gRPC codecs need Python lists (``as_python_lists``)."""
+    executions: Executions | None = None
+    """Where a runtime registers its executor, for the server's metrics and model
+    configuration; None: nobody reads them (plain MLServer, a parallel worker)."""
+    batchers: LiveBatchers | None = None
+    """Where a runtime registers its batcher, for the server's metrics; None likewise."""
+    offload_bytes: int | None = None
+    """Decoded inputs above this many bytes are hashed for the response cache off the
+    event loop (the server's ``offload_body_bytes``): BLAKE2b releases the interpreter
+    lock, so 40 MB no longer holds every request for ~90 ms. None: always on the loop."""
 
 
 NO_SERVICES = RuntimeServices()

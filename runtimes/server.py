@@ -22,9 +22,11 @@ from mlserver.parallel import InferencePoolRegistry
 from mlserver.parallel.worker import Worker
 from mlserver.settings import ModelSettings
 
+from .batching import LiveBatchers
 from .cache import build_response_cache, publish_metrics
 from .dataplane import V2DataPlane
 from .errors import CannotListen
+from .execution import Executions
 from .extensions.handlers import ExtensionHandlers
 from .extensions.log_settings import LogSettings
 from .extensions.statistics import Statistics
@@ -112,12 +114,27 @@ class V2Server:
         self.pool: InferencePoolRegistry | None = None
         if settings.parallel_workers:
             self.pool = InferencePoolRegistry(settings, on_worker_stop=[self._worker_stopped])
+        # This server's live executors and batchers: its metrics and model configuration
+        # read them, and only the runtimes it hosts register there.
+        self.executions = Executions()
+        self.batchers = LiveBatchers()
         self._model_registry = build_registry(
-            self.pool, RuntimeServices(response_cache=self.response_cache, encodes_numpy=True)
+            self.pool,
+            RuntimeServices(
+                response_cache=self.response_cache,
+                encodes_numpy=True,
+                executions=self.executions,
+                batchers=self.batchers,
+                offload_bytes=self.options.offload_body_bytes,
+            ),
         )
         self.repository = VersionedRepository(settings.model_repository_root)
         self.statistics = Statistics()
-        self.metrics = ServingMetrics(self.states) if settings.metrics_endpoint else None
+        self.metrics = (
+            ServingMetrics(self.states, executions=self.executions, batchers=self.batchers)
+            if settings.metrics_endpoint
+            else None
+        )
         if self.metrics is not None and self.metrics_app is not None:
             self.metrics_app.include(self.metrics.requests)
         self.prediction_log = PredictionLog(
@@ -138,7 +155,9 @@ class V2Server:
             self.tracer,
             self.prediction_log,
         )
-        self.extensions = ExtensionHandlers(self.data_plane, self.statistics, self.response_cache)
+        self.extensions = ExtensionHandlers(
+            self.data_plane, self.statistics, self.response_cache, self.executions
+        )
         self.trace_settings = TraceSettings(
             self.trace_policy, self.data_plane, tracing=self.options.tracing
         )

@@ -22,7 +22,7 @@ from mlserver.types import (
 from .artifacts import load_artifact
 from .batching import MicroBatcher, choose_batcher
 from .cache import ModelCache, Results, bind_model_cache
-from .cache.key import named_tensors
+from .cache.key import input_bytes, named_tensors
 from .classification import classification_requests
 from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
@@ -105,7 +105,6 @@ class SklearnRuntime(V2Runtime):
         if self._example is not None:
             self._verify_example()
         self._cache = bind_model_cache(self.services.response_cache, self._settings)
-        self._batcher = self._choose_batching(example)
         self._execution = await start_execution(
             self.name,
             self.version,
@@ -113,7 +112,9 @@ class SklearnRuntime(V2Runtime):
             self._extra.execution_threads,
             self._compute,
             (self._example, example[1]) if self._example is not None else example,
+            self.services.executions,
         )
+        self._batcher = self._choose_batching(example, self._execution)
         return True
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
@@ -125,7 +126,9 @@ class SklearnRuntime(V2Runtime):
         derived = derive_schema(self._estimator).outputs
         return [*declared, *(spec.to_metadata() for spec in derived if spec.name not in named)]
 
-    def _choose_batching(self, example: tuple[Any, list[str]]) -> MicroBatcher | None:
+    def _choose_batching(
+        self, example: tuple[Any, list[str]], execution: ModelExecution
+    ) -> MicroBatcher | None:
         batcher = choose_batcher(
             self._extra.batching,
             compiled=self._backend.backend != "sklearn",
@@ -134,15 +137,20 @@ class SklearnRuntime(V2Runtime):
             max_rows=self._extra.batch_max_rows,
             model=self.name,
             version=self.version or "",
+            execution=execution,
         )
+        if batcher is not None and self.services.batchers is not None:
+            self.services.batchers.add(batcher)
         if batcher is not None and batcher.stopped is None:
             logger.info("model '%s' version %s batches requests", self.name, self.version)
         return batcher
 
     async def unload(self) -> bool:
         if self._execution is not None:
-            stop_execution(self._execution)
+            stop_execution(self._execution, self.services.executions)
             self._execution = None
+        if self._batcher is not None and self.services.batchers is not None:
+            self.services.batchers.remove(self._batcher)
         if self._cache is not None:
             self._cache.release()
             self._cache = None
@@ -207,7 +215,12 @@ class SklearnRuntime(V2Runtime):
         cache = self._cache
         lookup = None
         if cache is not None:
-            lookup = cache.lookup(named_tensors(features, self._schema.inputs[0].name), methods)
+            tensors = named_tensors(features, self._schema.inputs[0].name)
+            bound = self.services.offload_bytes
+            if bound is not None and input_bytes(tensors) > bound:
+                lookup = await asyncio.to_thread(cache.lookup, tensors, methods)
+            else:
+                lookup = cache.lookup(tensors, methods)
             if phases is not None:
                 phases.cache_hit = lookup.results is not None
             if lookup.results is not None:
@@ -216,7 +229,7 @@ class SklearnRuntime(V2Runtime):
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods, caller)
         elif self._execution is not None:
-            results = await self._execution.run(self._compute, features, methods)
+            results = await self._execution.run(self._compute, features, methods, caller)
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None and not (caller and caller.gone()):

@@ -9,7 +9,7 @@ from typing import Any
 
 from mlserver.model import MLModel
 
-from ..execution import EXECUTIONS
+from ..execution import Executions
 from ..runtime_api import description_of
 from ..settings import parse_model_extra
 
@@ -39,7 +39,8 @@ def _policy(model: MLModel) -> dict[str, Any]:
     return policy.model_dump(exclude_none=True)
 
 
-def model_config(model: MLModel) -> dict[str, Any]:
+def model_config(model: MLModel, executions: Executions | None = None) -> dict[str, Any]:
+    """``executions``: the server's live executors, where the version's threads are found."""
     settings = model.settings
     described = description_of(model)
     batched = settings.max_batch_size > 0
@@ -58,7 +59,7 @@ def model_config(model: MLModel) -> dict[str, Any]:
             "max_queue_delay_microseconds": int(settings.max_batch_time * 1_000_000)
         }
     backend: dict[str, str] = dict(described.parameters)
-    execution = EXECUTIONS.find(model.name, model.version)
+    execution = executions.find(model.name, model.version) if executions is not None else None
     if execution is not None:
         # Triton's instance_group: how many of the model's calls may run at once.
         config["instance_group"] = [

@@ -4,6 +4,7 @@ from typing import Any
 
 from ..cache import ResponseCache
 from ..dataplane import V2DataPlane
+from ..execution import Executions
 from .config import model_config
 from .statistics import Statistics
 
@@ -14,14 +15,16 @@ class ExtensionHandlers:
         data_plane: V2DataPlane,
         statistics: Statistics,
         response_cache: ResponseCache | None = None,
+        executions: Executions | None = None,
     ):
         self.data_plane = data_plane
         self.statistics = statistics
         self.response_cache = response_cache
+        self.executions = executions
 
     async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = await self.data_plane.resolve(name, version)
-        return model_config(model)
+        return model_config(model, self.executions)
 
     async def _served(self, name: str | None, version: str | None) -> list[tuple[str, str]]:
         if name:

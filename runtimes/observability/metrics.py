@@ -28,8 +28,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
-from ..batching import LIVE_BATCHERS
-from ..execution import EXECUTIONS, Executions
+from ..batching import LiveBatchers
+from ..execution import Executions
 from ..repository.states import ModelStates, VersionState
 from ..timings import Phases
 
@@ -214,8 +214,11 @@ class ServingMetrics:
         self,
         states: ModelStates,
         registry: CollectorRegistry = REGISTRY,
-        executions: Executions = EXECUTIONS,
+        executions: Executions | None = None,
+        batchers: LiveBatchers | None = None,
     ):
+        """``executions`` and ``batchers``: the server's own (``runtimes.server``); none
+        given, the collectors show none."""
         self.registry = registry
         self._series: dict[tuple[str, str], _Series] = {}
         self.requests = RequestCollector(self._series)
@@ -235,9 +238,9 @@ class ServingMetrics:
         )  # fmt: skip
         self._states = StatesCollector(states)
         registry.register(self._states)
-        self._batching = BatchingCollector(states)
+        self._batching = BatchingCollector(states, batchers or LiveBatchers())
         registry.register(self._batching)
-        self._executions = ExecutorCollector(executions)
+        self._executions = ExecutorCollector(executions or Executions())
         registry.register(self._executions)
 
     def close(self) -> None:
@@ -365,8 +368,9 @@ class BatchingCollector(Collector):
     absent for a model that does not batch. Read from the live batchers when scraped, for
     the versions the repository still knows."""
 
-    def __init__(self, states: ModelStates):
+    def __init__(self, states: ModelStates, batchers: LiveBatchers):
         self.states = states
+        self.batchers = batchers
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -375,7 +379,7 @@ class BatchingCollector(Collector):
             labels=list(LABELS),
         )
         known = {(status.model, status.version) for status in self.states.all()}
-        for batcher in sorted(LIVE_BATCHERS.all(), key=lambda b: (b.model, b.version)):
+        for batcher in sorted(self.batchers.all(), key=lambda b: (b.model, b.version)):
             if (batcher.model, batcher.version) in known:
                 stopped = float(batcher.stopped is not None)
                 family.add_metric([batcher.model, batcher.version], stopped)

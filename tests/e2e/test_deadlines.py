@@ -80,7 +80,12 @@ def server(
 ) -> Iterator[RunningServer]:
     repository = tmp_path_factory.mktemp("deadlines") / "model-repository"
     extra: dict[str, Any] = {"inference_backend": "sklearn", "batching": "on"}
-    models = {"gated": extra, "gated-default": {**extra, "default_timeout_ms": DEFAULT_TIMEOUT_MS}}
+    models = {
+        "gated": extra,
+        "gated-default": {**extra, "default_timeout_ms": DEFAULT_TIMEOUT_MS},
+        # Not batched: each call waits in the model's own one-thread executor queue.
+        "gated-thread": {**extra, "batching": "off", "execution": "thread", "execution_threads": 1},
+    }
     for name, settings in models.items():
         write_artifact(estimator, repository / name / "1" / "model.joblib")
         (repository / name / "model-settings.json").write_text(
@@ -222,6 +227,33 @@ def test_a_grpc_deadline_drops_a_queued_request(server: RunningServer, gate: Gat
     assert outcome.status() == "StatusCode.DEADLINE_EXCEEDED"
     poll(lambda: failures(server, "gated", "timeout") == timeouts + 1, "the timeout counted")
     assert gate.ended(held) == 1 and gate.started(queued) == 0
+
+
+def queue_timeouts(server: RunningServer, model: str) -> int:
+    """``execution_queue_timeouts`` in the model's configuration (runtimes.execution)."""
+    config = requests.get(f"{server.base}/v2/models/{model}/config", timeout=10).json()
+    return int(config["parameters"]["execution_queue_timeouts"]["string_value"])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_call_queued_in_the_models_executor_past_its_timeout_is_dropped_without_running(
+    server: RunningServer, gate: Gate, estimator: GatedClassifier, protocol: str
+) -> None:
+    """No batcher: the second call waits for the model's only thread, and is dropped
+    when the thread takes it, its deadline over (issue 16: the executor queue)."""
+    model = "gated-thread"
+    failed, timeouts = fail_count(server, model), failures(server, model, "timeout")
+    dropped = queue_timeouts(server, model)
+    first, second, held, queued = queue_behind_held(
+        protocol, server, gate, model, timeout=TIMEOUT_US, seconds=TIMEOUT_US / 1e6
+    )
+    np.testing.assert_array_equal(first, estimator.inner_.predict(row(held)))
+    check_timed_out(protocol, second)
+    assert "executor queue" in str(second.message()), second
+    assert gate.started(queued) == 0
+    assert fail_count(server, model) == failed + 1
+    assert failures(server, model, "timeout") == timeouts + 1
+    assert queue_timeouts(server, model) == dropped + 1
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

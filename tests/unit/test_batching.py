@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import threading
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from runtimes.batching import MicroBatcher, choose_batcher, row_mismatch
 from runtimes.errors import PredictionFailed
+from runtimes.execution import ModelExecution
 
 
 class Recorder:
@@ -280,3 +282,41 @@ def test_a_model_whose_example_breaks_the_row_contract_is_stopped_at_load():
     assert "at load, output 'predict' has 3 rows for a batch of 2 rows" in batcher.description
     on = choose_batcher("on", False, fixed, example, 8, model="m", version="1")
     assert on is not None and on.stopped is not None
+
+
+def test_batched_calls_run_on_the_models_own_executor_and_are_counted_there():
+    """Issue 18: the batcher's calls go through the model version's executor, not the
+    loop's default one, so its concurrency and queue metrics cover them."""
+    threads: list[str] = []
+
+    def compute(features, methods):
+        threads.append(threading.current_thread().name)
+        return {m: np.asarray(features)[:, 0] for m in methods}
+
+    execution = ModelExecution("m", "1", "auto", 1, None)
+    batcher = MicroBatcher(compute, max_rows=64, model="m", version="1", execution=execution)
+    requests = [(np.full((1, 2), float(i)), ["predict"]) for i in range(5)]
+    try:
+        answers = asyncio.run(_many(batcher, requests))
+    finally:
+        execution.shutdown()
+    for (features, _), got in zip(requests, answers, strict=True):
+        np.testing.assert_array_equal(got["predict"], features[:, 0])
+    assert threads and all(name.startswith("v2serve-m-1") for name in threads), threads
+    stats = execution.stats
+    assert stats.off_loop == len(threads) and stats.on_loop == 0
+    assert stats.waiting == 0 and stats.running == 0
+    assert dict(stats.histogram()[0])["+Inf"] == len(threads)
+
+
+def test_choose_batcher_hands_the_execution_to_its_batcher():
+    execution = ModelExecution("m", "1", "auto", 1, None)
+    try:
+        example = (np.zeros((1, 2)), ["predict"])
+        batcher = choose_batcher(
+            "on", False, lambda f, m: {"predict": np.zeros(len(f))}, example, 8,
+            model="m", version="1", execution=execution,
+        )  # fmt: skip
+    finally:
+        execution.shutdown()
+    assert batcher is not None and batcher.execution is execution

@@ -4,12 +4,15 @@ lifecycle and its queue accounting. No sockets, no timing: every cost is injecte
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from runtimes.deadlines import Caller, Deadline
+from runtimes.errors import DeadlineExceeded
 from runtimes.execution import (
     MEASURE_ROWS,
     OFF_LOOP_SECONDS,
@@ -322,3 +325,79 @@ def test_thread_mode_is_not_measured_and_a_reload_keeps_the_newest():
     assert list(registry) == [new]
     stop_execution(new, registry=registry)
     assert list(registry) == []
+
+
+# --- deadlines in the queue ---------------------------------------------------------------
+
+
+def _held(gate: threading.Event, running: threading.Event, calls: list[int]):
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        calls.append(len(features))
+        running.set()
+        assert gate.wait(timeout=30)
+        return {"predict": np.zeros(len(features))}
+
+    return compute
+
+
+def test_a_call_whose_deadline_passed_in_the_queue_is_dropped_before_it_runs():
+    """One thread, held by a first call; the second's deadline is already over when a
+    thread takes it: it never reaches the estimator and its caller gets a 504."""
+    gate, running, calls = threading.Event(), threading.Event(), []
+    compute = _held(gate, running, calls)
+    execution = ModelExecution("slow", "1", "thread", 1, None)
+    now = time.monotonic()
+    late = Caller("slow", now - 2.0, Deadline(now - 1.0))
+    patient = Caller("slow", now, Deadline(now + 3600))
+    try:
+        first = execution.submit(compute, np.zeros((1, 4)), ["predict"], patient)
+        assert running.wait(timeout=30)
+        dropped = execution.submit(compute, np.zeros((2, 4)), ["predict"], late)
+        assert execution.stats.waiting == 1
+        gate.set()
+        assert len(first.result(timeout=30)[0]["predict"]) == 1
+        with pytest.raises(DeadlineExceeded, match="executor queue") as raised:
+            dropped.result(timeout=30)
+    finally:
+        gate.set()
+        execution.shutdown()
+    assert raised.value.status_code == 504
+    assert "'slow'" in str(raised.value)
+    assert calls == [1]
+    stats = execution.stats
+    assert stats.waiting == 0 and stats.running == 0 and stats.dropped == 1
+    assert execution.describe()["execution_queue_timeouts"] == "1"
+    assert dict(stats.histogram()[0])["+Inf"] == 2  # the dropped call's wait is counted too
+
+
+def test_run_raises_the_timeout_in_the_caller_and_a_live_deadline_runs():
+    calls: list[int] = []
+    compute = costing(FakeClock(), 0.0, 0.0, calls)
+    execution = ModelExecution("m", "1", "thread", 1, None)
+    now = time.monotonic()
+    try:
+        with pytest.raises(DeadlineExceeded):
+            asyncio.run(
+                execution.run(compute, np.zeros((1, 4)), ["p"], Caller("m", now, Deadline(now)))
+            )
+        assert calls == []
+        live = Caller("m", now, Deadline(now + 3600))
+        results = asyncio.run(execution.run(compute, np.zeros((3, 4)), ["p"], live))
+        no_deadline = asyncio.run(execution.run(compute, np.zeros((1, 4)), ["p"], Caller("m", now)))
+    finally:
+        execution.shutdown()
+    assert len(results["p"]) == 3 and len(no_deadline["p"]) == 1
+    assert calls == [3, 1]
+
+
+def test_a_call_on_the_loop_is_not_dropped_it_never_waited():
+    calls: list[int] = []
+    compute = costing(FakeClock(), 0.0, 0.0, calls)
+    execution = ModelExecution("m", "1", "loop", 1, None)
+    now = time.monotonic()
+    try:
+        late = Caller("m", now - 1, Deadline(now - 0.5))
+        asyncio.run(execution.run(compute, np.zeros((1, 4)), ["p"], late))
+    finally:
+        execution.shutdown()
+    assert calls == [1]

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtimes.batching import MicroBatcher
+from runtimes.batching import LiveBatchers, MicroBatcher
 from runtimes.errors import (
     InvalidInput,
     ModelUnavailable,
@@ -23,6 +23,7 @@ from runtimes.errors import (
     RequestTooLarge,
     all_error_classes,
 )
+from runtimes.execution import Executions, ModelExecution
 from runtimes.observability.logs import (
     REQUEST_LOGGER,
     HealthCheckFilter,
@@ -282,7 +283,9 @@ def _exposed_names() -> set[str]:
     registry = CollectorRegistry()
     states = ModelStates()
     states.set("iris", "2", VersionState.READY)
-    metrics = ServingMetrics(states, registry)
+    batchers, executions = LiveBatchers(), Executions()
+    executions.register(ModelExecution("iris", "2", "thread", 1, None))
+    metrics = ServingMetrics(states, registry, executions=executions, batchers=batchers)
     observer = RequestObserver(states, metrics, None)
     observer.started(model("iris", "2"))
     observer.finished("iris", model("iris", "2"), payload(1), None, 1000, Phases())
@@ -297,6 +300,7 @@ def _exposed_names() -> set[str]:
     scope = cache.scope("iris", "2")
     cache.store(scope, cache.lookup(scope, {}, ["predict"]), {"predict": np.zeros(1)})
     batcher = MicroBatcher(lambda features, methods: {}, 1, model="iris", version="2")
+    batchers.add(batcher)
     return {name for name, _ in samples(registry)} if batcher else set()
 
 

@@ -3,6 +3,8 @@ estimator loaded from a folder, answers compared with the estimator itself."""
 
 import asyncio
 import json
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import joblib
@@ -14,6 +16,9 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from runtimes.cache import build_response_cache
+from runtimes.cache.backend import CacheScope
+from runtimes.cache.lru import LRUStore
+from runtimes.cache.responses import Lookup, ResponseCache
 from runtimes.errors import InvalidInput, ModelLoadFailed
 from runtimes.runtime_api import RuntimeServices, description_of
 from runtimes.settings import CacheSettings
@@ -120,6 +125,38 @@ def test_the_injected_cache_answers_the_second_time(tmp_path):
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert np.asarray(one.outputs[0].data.root).tolist() == ESTIMATOR.predict(X[:3]).tolist()
     assert np.asarray(two.outputs[0].data.root).tolist() == ESTIMATOR.predict(X[:3]).tolist()
+
+
+class ThreadNotingCache(ResponseCache):
+    """The server's cache, noting which thread each lookup (the input's hash) ran on."""
+
+    def __init__(self) -> None:
+        super().__init__(LRUStore(100, 1 << 20, None))
+        self.threads: list[threading.Thread] = []
+
+    def lookup(
+        self, scope: CacheScope, tensors: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> Lookup:
+        self.threads.append(threading.current_thread())
+        return super().lookup(scope, tensors, outputs)
+
+
+@pytest.mark.parametrize(("bound", "off_loop"), [(0, True), (X[:3].nbytes, False), (None, False)])
+def test_inputs_above_the_offload_bound_are_hashed_off_the_event_loop(tmp_path, bound, off_loop):
+    """Issue 18: hashing a big input for the cache holds the loop (~90 ms for 40 MB);
+    above ``offload_body_bytes`` it runs in a thread, where BLAKE2b releases the lock."""
+    cache = ThreadNotingCache()
+    services = RuntimeServices(cache, offload_bytes=bound)
+    runtime = loaded(folder_with(tmp_path, parameters={"uri": "./"}), services)
+    phases = [Phases(), Phases()]
+    for each in phases:
+        response = asyncio.run(runtime.infer(request(X[:3], "predict"), each))
+        assert (
+            np.asarray(response.outputs[0].data.root).tolist() == ESTIMATOR.predict(X[:3]).tolist()
+        )
+    assert [each.cache_hit for each in phases] == [False, True]
+    main = threading.main_thread()
+    assert [thread is not main for thread in cache.threads] == [off_loop, off_loop]
 
 
 def test_a_model_that_opts_out_of_the_injected_cache(tmp_path):
