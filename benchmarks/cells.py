@@ -3,8 +3,10 @@ generator, how many callers, to whom.
 
 Scenario letters follow issues 8 and 15: (a) light REST, (b) light gRPC, (c) 200-tree
 forests (scikit-learn's and XGBoost's), (d) 1,000 rows, (e) cache hits, (f) a version swap
-under load. Every server in a cell gets the same body from the same load generator, one
-after the other (vanilla, v2serve, ..., Triton, the probe), in every round.
+under load; then issue 16's (g) tracing off and on, and issue 18's (h) the light model
+while a heavy model of the same server takes big requests. Every server in a cell gets the
+same body from the same load generator, one after the other (vanilla, v2serve, ..., Triton,
+the probe), in every round.
 
 Rows that other issues add go in ``ADDED_CELLS`` at the bottom: a cell names its servers
 by ``Target``; a new server variant (tracing on, say) is a new ``Group`` in ``GROUPS``.
@@ -14,10 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from benchmarks.models import BATCH_ROWS, HEAVY, LIGHT, NATIVE_SUFFIX, SKLEARN_SUFFIX, SWAP, XGB
-from benchmarks.stats import PROBE, TRITON, V2SERVE, V2SERVE_SKLEARN, VANILLA
+from benchmarks.models import (
+    BATCH_ROWS,
+    BIG_ROWS,
+    HEAVY,
+    LIGHT,
+    NATIVE_SUFFIX,
+    SKLEARN_SUFFIX,
+    SWAP,
+    XGB,
+)  # fmt: skip
+from benchmarks.stats import PROBE, TRITON, V2SERVE, V2SERVE_SKLEARN, V2SERVE_TRACED, VANILLA
 
-MAIN, CACHED = "main", "cache"
+MAIN, CACHED, TRACED = "main", "cache", "tracing"
 
 WRK, PERF_ANALYZER, H2LOAD = "wrk", "perf_analyzer", "h2load"
 
@@ -32,12 +43,34 @@ class Group:
     kinds: tuple[str, ...] = ("vanilla", "v2serve")
     only: tuple[str, ...] | None = None
     """The models this group serves (None: all of them)."""
+    otlp: bool = False
+    """Its servers export spans to the run's OTLP sink (``benchmarks/otlp_sink.py``), whose
+    URL is known only once the sink listens: ``run.py`` adds the endpoint to ``env``."""
 
 
 GROUPS = {
     MAIN: Group(MAIN, kinds=("vanilla", "v2serve", "triton", "probe")),
     CACHED: Group(CACHED, {"MLSERVER_CACHE_ENABLED": "true"}, only=(HEAVY,)),
+    # v2serve's own switch; the exporter's protocol is OTLP's default, said out loud.
+    TRACED: Group(
+        TRACED,
+        {"V2SERVE_TRACING": "true", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+        kinds=("v2serve",),
+        only=(LIGHT,),
+        otlp=True,
+    ),
 }
+
+
+@dataclass(frozen=True)
+class Background:
+    """Big requests to another model of the same server, for as long as a cell's load
+    generator runs (its warm-up and measured interval): ``callers`` closed loops over REST
+    JSON, one request in flight each, so the load is bounded whatever the server's speed."""
+
+    model: str
+    payload: str
+    callers: int
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,9 @@ class Cell:
     baseline: str = ""
     """Key of the cell whose vanilla result is this cell's denominator (default: itself)."""
     swap: bool = False
+    background: Background | None = None
+    unloaded: str = ""
+    """Key of the same cell without the background load (its servers' light p99 alone)."""
     quick: bool = False
     """Part of a ``--quick`` run."""
 
@@ -132,13 +168,54 @@ def all_cells() -> list[Cell]:
     return cells + ADDED_CELLS
 
 
-ADDED_CELLS: list[Cell] = []
-"""Rows other issues add, measured after the ones above in every round. Planned:
-- tracing off/on: a ``Group("tracing", env={...})`` in ``GROUPS`` and a light REST cell
-  whose targets are v2serve in MAIN and in "tracing";
-- "light model p99 while a heavy model takes big requests": a light cell whose servers
-  also carry a background load on the heavy model (a field on ``Cell`` that ``run.py``
-  starts with the measured interval, as it does for the version swap)."""
+TRACING_KEY = "(g) light, tracing off/on, REST JSON, wrk, c=16"
+BIG = f"heavy-{BIG_ROWS}"
+HEAVY_LOAD = Background(HEAVY + SKLEARN_SUFFIX, BIG, callers=2)
+"""The forest on the scikit-learn backend on every server (vanilla's only backend, Triton's
+Python backend), so the heavy work is the same estimator call everywhere."""
+
+
+def isolation_key(protocol: str, loadgen: str) -> str:
+    what = "REST JSON" if protocol == "rest" else "gRPC raw"
+    return f"(h) light, forest busy with {BIG_ROWS} rows, {what}, {loadgen}, c=16"
+
+
+def _added_cells() -> list[Cell]:
+    tracing = Cell(
+        TRACING_KEY, "g", "rest", "json", "light-1", 16,
+        (Target(V2SERVE, "v2serve", LIGHT), Target(V2SERVE_TRACED, "v2serve", LIGHT, TRACED)),
+        quick=True,
+    )  # fmt: skip
+    isolation = [
+        Cell(isolation_key(protocol, loadgen), "h", protocol,
+             "json" if protocol == "rest" else "raw", "light-1", 16, _targets(LIGHT),
+             loadgen=loadgen, background=HEAVY_LOAD, unloaded=light_key(protocol, loadgen, 16),
+             quick=True)
+        for protocol, loadgen in (("rest", WRK), ("grpc", H2LOAD))
+    ]  # fmt: skip
+    return [tracing, *isolation]
+
+
+ADDED_CELLS: list[Cell] = _added_cells()
+"""Rows other issues add, measured after the ones above in every round:
+- (g) issue 16's tracing off and on: v2serve in MAIN (off) and in the "tracing" group (on,
+  exporting to the run's OTLP sink), one after the other on the same light cell;
+- (h) issue 18's "light model p99 while a heavy model is loaded with big requests": the
+  light cells at c=16 whose servers also carry ``HEAVY_LOAD`` while they are measured."""
+
+
+def server_kinds(cells: list[Cell]) -> set[tuple[str, str]]:
+    """(group, kind) of every server the cells name, each checked against its group."""
+    found = {(target.group, target.kind) for cell in cells for target in cell.targets}
+    for group, kind in sorted(found):
+        if group not in GROUPS:
+            raise ValueError(f"a cell names group '{group}', which GROUPS does not define")
+        if kind not in GROUPS[group].kinds:
+            raise ValueError(
+                f"a cell names a {kind} server in group '{group}', which starts only "
+                f"{list(GROUPS[group].kinds)}"
+            )
+    return found
 
 
 def baselines(cells: list[Cell]) -> dict[str, str]:

@@ -28,6 +28,12 @@ SKLEARN_SUFFIX = "-sklearn"
 NATIVE_SUFFIX = "-native"
 """The XGBoost forest's copy with ``inference_backend: sklearn``: xgboost's own predict."""
 BATCH_ROWS = 1000
+BIG_ROWS = 20_000
+"""The isolation cells' big request to the forest (issue 18): seconds of work for a
+scikit-learn forest, a few MB of JSON."""
+TRITON_MAX_BATCH = {HEAVY + SKLEARN_SUFFIX: 32_768}
+"""Triton's copies that must take a request over its default max batch (1,024): the
+forest that the isolation cells load with ``BIG_ROWS``-row requests."""
 
 
 def heavy_forest() -> Any:
@@ -81,10 +87,12 @@ def prepare(root: Path) -> Workspace:
     xgboost_forest(artifacts[XGB])
     iris, cancer = load_iris().data, load_breast_cancer().data
     batch = np.resize(iris, (BATCH_ROWS, iris.shape[1]))
+    big = np.resize(cancer, (BIG_ROWS, cancer.shape[1]))
     sources = {
         "light-1": (estimators["light-v1"], iris[:1]),
         "heavy-1": (estimators["heavy"], cancer[:1]),
         f"light-{BATCH_ROWS}": (estimators["light-v1"], batch),
+        f"heavy-{BIG_ROWS}": (estimators["heavy"], big),
     }
     payloads = {
         name: _payload(root / "bodies", name, estimator, rows)
@@ -173,10 +181,12 @@ def _boosters(workspace: Workspace) -> dict[str, Path]:
 
 
 def triton_models(workspace: Workspace) -> dict[str, tuple[str, Path]]:
-    """Triton's served name -> (kind, artifact): one copy of each model, no variants."""
+    """Triton's served name -> (kind, artifact): one copy of each model, plus the forest's
+    ``-sklearn`` copy with a bigger max batch (``TRITON_MAX_BATCH``) for the isolation cells."""
     return {
         LIGHT: ("sklearn", workspace.artifacts["light-v1"]),
         HEAVY: ("sklearn", workspace.artifacts["heavy"]),
+        HEAVY + SKLEARN_SUFFIX: ("sklearn", workspace.artifacts["heavy"]),
         XGB: ("xgboost", workspace.artifacts[XGB]),
     }
 

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cells import PERF_ANALYZER, all_cells, light_key
+from benchmarks.background import BackgroundResult
+from benchmarks.cells import PERF_ANALYZER, TRACING_KEY, Cell, all_cells, light_key
+from benchmarks.models import BIG_ROWS
+from benchmarks.otlp_sink import Received
 from benchmarks.stats import (
     PROBE,
     SERVERS,
     TRITON,
     V2SERVE,
     V2SERVE_SKLEARN,
+    V2SERVE_TRACED,
     VANILLA,
     Comparison,
     LoadResult,
     Measurement,
     Summary,
     compare,
+    median,
+    ratio,
     summarise,
 )
 
@@ -33,6 +39,7 @@ COLOURS = {
     VANILLA: "#7f7f7f",
     V2SERVE: "#1f77b4",
     V2SERVE_SKLEARN: "#9ecae1",
+    V2SERVE_TRACED: "#ff7f0e",
     TRITON: "#76b900",
     PROBE: "#d62728",
 }
@@ -78,6 +85,70 @@ class MemoryRow:
     after_load_mb: float
     extra_version_mb: float | None
     how: str
+
+
+@dataclass(frozen=True)
+class BackgroundRow:
+    """The big requests one server answered while one isolation cell measured it."""
+
+    cell: str
+    server: str
+    round: int
+    ok: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    max_ms: float
+    detail: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, cell: str, server: str, round_number: int, result: BackgroundResult
+    ) -> BackgroundRow:
+        return cls(
+            cell, server, round_number, result.ok, result.errors, result.seconds,
+            result.p50_ms, result.max_ms, dict(result.detail),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AddedRows:
+    """What cells (g) and (h) report beside their measurements."""
+
+    tracing_cost: dict[str, float] = field(default_factory=dict)
+    """``benchmarks.tracing_cost``: µs per request by label (empty: not run, or failed)."""
+    spans: Received | None = None
+    """What the OTLP sink received from the tracing-on server over the whole run."""
+    background: tuple[BackgroundRow, ...] = ()
+
+
+TRACING_OFF = "off (hooks only)"
+"""``benchmarks.tracing_cost.OFF``: the figure issue 16 bounds."""
+TRACING_OFF_BOUND_US = 1.0
+MICRO_MEANINGS = {
+    "on, no traceparent": "per request: its spans built and queued (exporter left out)",
+    "on, with traceparent": "the same, under a client's `traceparent`",
+    "on, level OFF": "per request of a model whose trace level is OFF",
+    "on, rate 1000": "per request not picked by `trace_rate` 1000",
+    "on, OTLP encoding": "per request, on top: the exporter's protobuf encoding of its spans "
+    "(on the batch processor's thread, holding the GIL)",
+}
+"""What each of ``benchmarks.tracing_cost``'s figures covers (its labels)."""
+
+
+def parse_tracing_cost(output: str) -> tuple[dict[str, float], str]:
+    """(label -> µs, why not) from ``benchmarks.tracing_cost --json``'s output: its last
+    line that is a JSON object."""
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                found = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(found, dict) and TRACING_OFF in found:
+                return {str(k): float(v) for k, v in found.items()}, ""
+            break
+    return {}, output.strip()[-300:] or "no output"
 
 
 @dataclass(frozen=True)
@@ -197,6 +268,184 @@ def _pair_cell(found: Comparison | None) -> str:
     return f"{_x(found.throughput)}{mapped}{p99}"
 
 
+def tracing_rows(
+    summaries: Sequence[Summary], costs: dict[str, float]
+) -> list[tuple[str, str, str]]:
+    """(what, figure, verdict or meaning) for issue 16's tracing cost: the micro-benchmark's
+    µs per request, then cell (g)'s on/off ratios of the same v2serve."""
+    rows = []
+    off = costs.get(TRACING_OFF)
+    if off is None:
+        rows.append(("tracing off: hooks per request (micro-benchmark)", "n/a", "not run"))
+    else:
+        verdict = (
+            f"met (bound {TRACING_OFF_BOUND_US:g} µs)"
+            if off <= TRACING_OFF_BOUND_US
+            else f"missed: {off / TRACING_OFF_BOUND_US:.1f}× the bound of "
+            f"{TRACING_OFF_BOUND_US:g} µs"
+        )
+        rows.append(("tracing off: hooks per request (micro-benchmark)", f"{off:.2f} µs", verdict))
+    for label, value in costs.items():
+        if label != TRACING_OFF:
+            meaning = MICRO_MEANINGS.get(label, "per request")
+            rows.append((f"tracing {label} (micro-benchmark)", f"{value:.1f} µs", meaning))
+    index = {(s.cell, s.server): s for s in summaries}
+    base, traced = index.get((TRACING_KEY, V2SERVE)), index.get((TRACING_KEY, V2SERVE_TRACED))
+    if base is None or traced is None or base.rounds == 0 or traced.rounds == 0:
+        rows.append(("cell (g): tracing on / off", "n/a", "not measured (unsupported or not run)"))
+        return rows
+    for what, on, off_value, meaning in (
+        ("throughput", traced.rps, base.rps, "higher is better; 1× is free"),
+        ("p99", traced.p99_ms, base.p99_ms, "lower is better; 1× is free"),
+        ("server CPU per request", traced.cpu_ms_per_request, base.cpu_ms_per_request,
+         "lower is better; 1× is free"),
+    ):  # fmt: skip
+        rows.append((f"cell (g): {what}, tracing on / off", _x(ratio(on, off_value)), meaning))
+    added_us = (traced.cpu_ms_per_request - base.cpu_ms_per_request) * 1e3
+    rows.append(
+        ("cell (g): server CPU added per request by tracing on", f"{added_us:,.0f} µs",
+         "spans built, batched, serialised and POSTed to the sink")
+    )  # fmt: skip
+    return rows
+
+
+@dataclass(frozen=True)
+class IsolationRow:
+    """One server in one isolation cell: the light model under load, and alone."""
+
+    cell: str
+    server: str
+    rps: float
+    p99_ms: float
+    alone_rps: float | None
+    alone_p99_ms: float | None
+    big_ok: int
+    big_errors: int
+    big_rps: float
+    big_p50_ms: float
+    unsupported: str = ""
+
+
+def isolation_rows(
+    summaries: Sequence[Summary], background: Sequence[BackgroundRow], cells: Sequence[Cell]
+) -> list[IsolationRow]:
+    """Per isolation cell and server, in the cell's order: the light model's medians under
+    the background load, the same server's in the cell without it, and what the background
+    got answered (summed over rounds)."""
+    index = {(s.cell, s.server): s for s in summaries}
+    rows = []
+    for cell in cells:
+        if cell.background is None:
+            continue
+        for target in cell.targets:
+            loaded = index.get((cell.key, target.label))
+            if loaded is None:
+                continue
+            alone = index.get((cell.unloaded, target.label))
+            served = alone is not None and alone.rounds > 0
+            mine = [b for b in background if b.cell == cell.key and b.server == target.label]
+            seconds = sum(b.seconds for b in mine)
+            ok = sum(b.ok for b in mine)
+            rows.append(
+                IsolationRow(
+                    cell=cell.key,
+                    server=target.label,
+                    rps=loaded.rps,
+                    p99_ms=loaded.p99_ms,
+                    alone_rps=alone.rps if served and alone else None,
+                    alone_p99_ms=alone.p99_ms if served and alone else None,
+                    big_ok=ok,
+                    big_errors=sum(b.errors for b in mine),
+                    big_rps=ok / seconds if seconds > 0 else 0.0,
+                    big_p50_ms=median(b.p50_ms for b in mine if b.ok),
+                    unsupported=loaded.unsupported if loaded.rounds == 0 else "",
+                )
+            )
+    return rows
+
+
+def _tracing_section(summaries: Sequence[Summary], added: AddedRows) -> list[str]:
+    out = [
+        "",
+        "## Tracing off and on (issue 16, cell g)",
+        "",
+        "The same v2serve light model, REST JSON, wrk at c=16, twice in every round: the MAIN "
+        "server (tracing off, the default) and one started with `V2SERVE_TRACING=true`, "
+        "exporting every request's spans over OTLP/HTTP (the SDK's batch processor, its "
+        "defaults) to a local sink that accepts and drops them (`benchmarks/otlp_sink.py`). "
+        "The per-request figures come from `python -m benchmarks.tracing_cost`, run in its "
+        "own process after the servers stopped: what the hooks cost with tracing off; with "
+        "it on, building and queueing one request's spans, and separately the OTLP "
+        "exporter's encoding of them. The cell's CPU per request includes both, and the "
+        "POST.",
+        "",
+        "| what | figure | verdict |",
+        "| --- | --- | --- |",
+    ]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in tracing_rows(summaries, added.tracing_cost)]
+    if added.spans is not None:
+        spans = added.spans
+        out += [
+            "",
+            f"The sink received {spans.roots:,} requests' spans (`infer` roots; {spans.spans:,} "
+            f"spans in all) in {spans.posts:,} POSTs, {spans.bytes / 1e6:,.1f} MB"
+            + (f"; it refused {spans.rejected:,} bodies" if spans.rejected else "")
+            + ". The batch processor drops spans when its queue (2,048) is full, so this can be "
+            "fewer than the requests answered.",
+        ]
+    return out
+
+
+def _isolation_section(
+    summaries: Sequence[Summary], added: AddedRows, comparisons: Sequence[Comparison]
+) -> list[str]:
+    rows = isolation_rows(summaries, added.background, all_cells())
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Isolation: the light model while the forest takes big requests (issue 18, cell h)",
+        "",
+        "Each server's light model measured as in its c=16 light cell, while two callers keep "
+        "sending the same big REST JSON request to the 200-tree forest of the same server "
+        "(scikit-learn backend everywhere; one request in flight per caller, started before "
+        "the warm-up and waited for after the measured interval). *alone* is the same "
+        "server's light cell without that load, in the same run. CPU µs/req in the results "
+        "table includes the big requests' work.",
+        "",
+        "| cell | server | light req/s | light p99 ms | alone: req/s, p99 ms | p99 loaded / alone "
+        "| big requests answered (req/s) | big request p50 ms | big errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r.unsupported:
+            out.append(f"| {r.cell} | {r.server} | unsupported: {r.unsupported} | | | | | | |")
+            continue
+        alone = (
+            "n/a"
+            if r.alone_rps is None or r.alone_p99_ms is None
+            else f"{_n(r.alone_rps)}, {r.alone_p99_ms:.2f}"
+        )
+        slower = _x(ratio(r.p99_ms, r.alone_p99_ms or 0.0))
+        out.append(
+            f"| {r.cell} | {r.server} | {_n(r.rps)} | {r.p99_ms:.2f} | {alone} | {slower} | "
+            f"{r.big_ok:,} ({r.big_rps:.2f}) | {_n(r.big_p50_ms)} | {r.big_errors:,} |"
+        )
+    index = {(c.cell, c.candidate, c.baseline): c for c in comparisons}
+    out += [
+        "",
+        "v2serve against the others under that load (light throughput ratio, and in brackets "
+        "its p99 ratio, lower is better for v2serve):",
+        "",
+        f"| cell | v2serve / {VANILLA} | v2serve / {TRITON} |",
+        "| --- | --- | --- |",
+    ]
+    for cell in dict.fromkeys(r.cell for r in rows):
+        pairs = [_pair_cell(index.get((cell, V2SERVE, b))) or "n/a" for b in (VANILLA, TRITON)]
+        out.append(f"| {cell} | " + " | ".join(pairs) + " |")
+    return out
+
+
 def render_markdown(
     measurements: Sequence[Measurement],
     swaps: Sequence[SwapRow],
@@ -204,6 +453,7 @@ def render_markdown(
     baseline_cells: dict[str, str],
     env: Environment,
     plots: Sequence[str] = (),
+    added: AddedRows | None = None,
 ) -> str:
     summaries = summarise(measurements)
     comparisons = all_comparisons(summaries, baseline_cells)
@@ -294,6 +544,10 @@ def render_markdown(
             out.append(
                 f"| {m.server} | {_n(m.start_mb)} | {_n(m.after_load_mb)} | {extra} | {m.how} |"
             )
+    added = added or AddedRows()
+    if any(s.cell == TRACING_KEY for s in summaries) or added.tracing_cost:
+        out += _tracing_section(summaries, added)
+    out += _isolation_section(summaries, added, comparisons)
     out += ["", "## How it was run", ""] + _method(env)
     if plots:
         out += ["", "## Plots", ""]
@@ -375,6 +629,16 @@ def _method(env: Environment) -> list[str]:
         "`swap/N+1`; vanilla gets a new `model.joblib` renamed over the old one and "
         "`POST /v2/repository/models/swap/load`. Afterwards a row on which the two "
         "artifacts disagree tells whether the server answers as the new one.",
+        "- **Tracing (g)**: a second v2serve (light model only) with `V2SERVE_TRACING=true` "
+        "and `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` at `benchmarks/otlp_sink.py`, a local "
+        "OTLP/HTTP receiver in the bench process that answers every `POST /v1/traces` with "
+        "200 and counts the spans; the OTel SDK's defaults otherwise (batch processor, "
+        "`parentbased_always_on`: every request traced). No client `traceparent`.",
+        "- **Isolation (h)**: while a light cell at c=16 runs (warm-up and measured interval), "
+        f"two threads of the bench post a {BIG_ROWS:,}-row REST JSON request (about 5 MB) to "
+        "the forest's `heavy-sklearn` copy on the same server, each waiting for its answer "
+        "before sending again; the first answer is checked against the estimator. Triton's "
+        "`heavy-sklearn` has `max_batch_size` 32,768 so that it accepts the request.",
         "- **Memory**: RSS (VmRSS of the server and its children) at start, after all cells, "
         "and the growth from loading one more copy of the heavy forest.",
         f"- **Versions**: {versions}.",
@@ -388,7 +652,9 @@ def write_report(
     memory: Sequence[MemoryRow],
     baseline_cells: dict[str, str],
     env: Environment,
+    added: AddedRows | None = None,
 ) -> Path:
+    added = added or AddedRows()
     images = folder / "img"
     images.mkdir(parents=True, exist_ok=True)
     summaries = summarise(measurements)
@@ -396,12 +662,15 @@ def write_report(
     plots = plot(summaries, comparisons, images)
     relative = [str(p.relative_to(folder)) for p in plots]
     target = folder / "benchmarks.md"
-    target.write_text(render_markdown(measurements, swaps, memory, baseline_cells, env, relative))
+    target.write_text(
+        render_markdown(measurements, swaps, memory, baseline_cells, env, relative, added)
+    )
     raw = {
         "environment": asdict(env),
         "measurements": [m.to_json() for m in measurements],
         "swaps": [asdict(s) for s in swaps],
         "memory": [asdict(m) for m in memory],
+        "added": asdict(added),
     }
     (folder / "benchmarks.json").write_text(json.dumps(raw, indent=1))
     return target
@@ -415,7 +684,15 @@ def load_raw(path: Path) -> dict[str, Any]:
         for m in raw["measurements"]
     ]
     env = raw["environment"]
+    # Runs from before cells (g) and (h) have no "added".
+    extra = raw.get("added") or {}
+    added = AddedRows(
+        tracing_cost={str(k): float(v) for k, v in (extra.get("tracing_cost") or {}).items()},
+        spans=Received(**extra["spans"]) if extra.get("spans") else None,
+        background=tuple(BackgroundRow(**row) for row in extra.get("background") or ()),
+    )
     return {
+        "added": added,
         "measurements": measurements,
         "swaps": [SwapRow(**s) for s in raw["swaps"]],
         "memory": [MemoryRow(**m) for m in raw["memory"]],
@@ -474,7 +751,7 @@ def plot(
         ax.set_xlim(low, max(values, default=1.0) * 3)
         ax.set_xlabel(xlabel)
         ax.set_title(title)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=5,
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / len(cells) - 0.06), ncol=3,
                   fontsize=8)  # fmt: skip
         save(fig, name)
 

@@ -1,13 +1,15 @@
 """``make bench``: v2serve against vanilla MLServer 1.7.1, a real Triton (PyTriton) and two
 ceiling probes, in one run, on this machine.
 
-Starts every server on free 127.0.0.1 ports (plus a pair with the response cache on),
-drives each cell with the same load generator for all of them, interleaved (A B C D, A B
-C D, ...), and writes ``docs/benchmarks.md`` and ``docs/img/*.png``. ``make bench`` first
-installs the tools (``benchmarks/install-tools.sh``).
+Starts every server on free 127.0.0.1 ports (plus a pair with the response cache on, and
+v2serve with tracing on, exporting to a local OTLP sink), drives each cell with the same
+load generator for all of them, interleaved (A B C D, A B C D, ...), the isolation cells
+under a background load of big requests, and writes ``docs/benchmarks.md`` and
+``docs/img/*.png``. ``make bench`` first installs the tools (``benchmarks/install-tools.sh``).
 
     python -m benchmarks            # 2 rounds, 3 s cells after 1 s warm-up
     python -m benchmarks --quick    # 1 round, 2 s cells, few cells, into build/bench-quick/
+    python -m benchmarks --quick --only abgh --out /tmp/q   # light, tracing, isolation
     python -m benchmarks --render docs/benchmarks.json   # the report again, no load
 """
 
@@ -18,6 +20,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,21 +35,35 @@ from typing import Any
 import requests
 
 from benchmarks import models
+from benchmarks.background import BackgroundLoad
 from benchmarks.cells import (
     GROUPS,
     H2LOAD,
     MAIN,
     PERF_ANALYZER,
+    TRACING_KEY,
     WRK,
+    Background,
     Cell,
     Target,
     all_cells,
     baselines,
+    server_kinds,
 )  # fmt: skip
 from benchmarks.loadgen import RestRequest, lua_script, predictions, probe_rest, run_wrk
+from benchmarks.otlp_sink import OtlpSink
 from benchmarks.peer_loadgen import PERF_ANALYZER as PERF_ANALYZER_BIN
 from benchmarks.peer_loadgen import run_h2load, run_perf_analyzer, write_h2load_body
-from benchmarks.report import Environment, MemoryRow, SwapRow, load_raw, write_report
+from benchmarks.report import (
+    AddedRows,
+    BackgroundRow,
+    Environment,
+    MemoryRow,
+    SwapRow,
+    load_raw,
+    parse_tracing_cost,
+    write_report,
+)  # fmt: skip
 from benchmarks.servers import (
     PYTRITON_PYTHON,
     TOOLS,
@@ -79,6 +96,9 @@ class Run:
     checked: dict[tuple[str, str], str] = field(default_factory=dict)
     """(cell, server) -> the note of its first answer's check, once checked."""
     bodies: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    background: list[BackgroundRow] = field(default_factory=list)
+    sink: OtlpSink | None = None
+    """The OTLP receiver of the groups that trace, started with their servers."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,12 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     # wrk takes whole seconds only.
     parser.add_argument("--seconds", type=int, help="measured seconds per cell")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per cell")
-    parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'ab'")
+    parser.add_argument(
+        "--only", default="", help="scenario letters to run, e.g. 'ab' (g: tracing, h: isolation)"
+    )
     parser.add_argument("--out", type=Path, help="folder for benchmarks.md and img/")
     parser.add_argument(
         "--render", type=Path, help="re-render the report from a run's benchmarks.json, no load"
     )
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     if args.render:
         raw = load_raw(args.render)
         out = args.out or args.render.parent
@@ -104,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             raw["memory"],
             baselines(all_cells()),
             raw["env"],
+            raw["added"],
         )
         print(f"wrote {out / 'benchmarks.md'}", flush=True)
         return
@@ -115,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     # A SIGTERM (make interrupted, a timeout) must still reach the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     processes = Processes()
+    run: Run | None = None
     started = time.time()
     load_before = os.getloadavg()
     try:
@@ -123,10 +148,16 @@ def main(argv: list[str] | None = None) -> None:
             run = Run(args, models.prepare(Path(tmp)), processes)
             measurements, memory = _benchmark(run)
             _stop_servers(run)
+            added = _added_rows(run, measurements)
     finally:
         processes.stop_all()
+        if run is not None and run.sink is not None:
+            run.sink.stop()
+    assert run is not None  # an exception in the try block has left already
     environment = _environment(args, started, load_before)
-    write_report(args.out, measurements, run.swaps, memory, baselines(all_cells()), environment)
+    write_report(
+        args.out, measurements, run.swaps, memory, baselines(all_cells()), environment, added
+    )
     print(f"wrote {args.out / 'benchmarks.md'}", flush=True)
 
 
@@ -153,19 +184,17 @@ def _start_servers(run: Run, cells: list[Cell]) -> None:
     """Every server the cells need, all started before any is waited for (Triton is slow)."""
     tmp = run.workspace.root
     needed = {(t.group, t.kind, c.protocol) for c in cells for t in c.targets}
+    kinds = server_kinds(cells)
     waits: list[tuple[Server, Callable[[Server], None]]] = []
-    if any(kind == "triton" for _, kind, _ in needed):
+    if (MAIN, "triton") in kinds:
         if PYTRITON_PYTHON.exists():
+            served = models.triton_models(run.workspace)
             server = start_triton(
-                run.processes,
-                "Triton (PyTriton)",
-                tmp / "run-triton",
-                models.triton_models(run.workspace),
-            )
+                run.processes, "Triton (PyTriton)", tmp / "run-triton", served,
+                models.TRITON_MAX_BATCH,
+            )  # fmt: skip
             run.servers[(MAIN, "triton")] = server
-            waits.append(
-                (server, lambda s: wait_ready(s, sorted(models.triton_models(run.workspace)), 300))
-            )
+            waits.append((server, lambda s: wait_ready(s, sorted(served), 300)))
         else:
             run.broken[(MAIN, "triton")] = f"no PyTriton venv at {PYTRITON_PYTHON} (make bench)"
     for protocol in ("rest", "grpc"):
@@ -179,24 +208,30 @@ def _start_servers(run: Run, cells: list[Cell]) -> None:
                 waits.append((server, lambda s: wait_ready(s, [models.LIGHT])))
             else:
                 waits.append((server, lambda s: wait_port(s, s.grpc_port)))
-    for group in sorted({group for group, _, _ in needed}):
+    for group in sorted({group for group, _ in kinds}):
         spec = GROUPS[group]
-        vanilla_repo = models.vanilla_repository(
-            run.workspace,
-            tmp / f"vanilla-{group}",
-            spec.only,
-            cached="MLSERVER_CACHE_ENABLED" in spec.env,
-        )
-        v2_repo = models.v2serve_repository(run.workspace, tmp / f"v2serve-{group}", spec.only)
-        for kind, repository, start in (
-            ("vanilla", vanilla_repo, start_vanilla),
-            ("v2serve", v2_repo, start_v2serve),
-        ):
-            label = "vanilla MLServer" if kind == "vanilla" else "v2serve"
+        env = dict(spec.env)
+        if spec.otlp:
+            if run.sink is None:
+                run.sink = OtlpSink().start()
+            env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = run.sink.url
+        for kind in ("vanilla", "v2serve"):
+            if (group, kind) not in kinds:
+                continue
+            if kind == "vanilla":
+                repository = models.vanilla_repository(
+                    run.workspace, tmp / f"vanilla-{group}", spec.only,
+                    cached="MLSERVER_CACHE_ENABLED" in spec.env,
+                )  # fmt: skip
+                label, start = "vanilla MLServer", start_vanilla
+            else:
+                repository = models.v2serve_repository(
+                    run.workspace, tmp / f"v2serve-{group}", spec.only
+                )
+                label, start = "v2serve", start_v2serve
             server = start(
-                run.processes, f"{label} ({group})", tmp / f"run-{kind}-{group}", repository,
-                spec.env,
-            )  # fmt: skip
+                run.processes, f"{label} ({group})", tmp / f"run-{kind}-{group}", repository, env
+            )
             run.servers[(group, kind)] = server
             names = sorted(_served(repository))
             waits.append((server, functools.partial(_wait_models, names=names)))
@@ -211,6 +246,36 @@ def _start_servers(run: Run, cells: list[Cell]) -> None:
             # A peer that cannot start is reported, not fatal: the rest of the run counts.
             run.broken[key] = str(exc).splitlines()[0][:200]
             print(f"{server.name} did not start: {exc}", flush=True)
+
+
+def _added_rows(run: Run, measurements: list[Measurement]) -> AddedRows:
+    """What cells (g) and (h) report beside their measurements: the background's counts,
+    the OTLP sink's, and ``benchmarks.tracing_cost``'s µs per request, run in its own
+    process once every server has stopped (it imports MLServer, and wants the cores)."""
+    costs: dict[str, float] = {}
+    if any(m.cell == TRACING_KEY for m in measurements):
+        print("measuring the per-request cost of tracing (benchmarks.tracing_cost)", flush=True)
+        costs, error = tracing_costs(run.processes, run.args.quick)
+        if error:
+            print(f"benchmarks.tracing_cost failed: {error}", flush=True)
+    return AddedRows(
+        tracing_cost=costs,
+        spans=run.sink.tally.received if run.sink is not None else None,
+        background=tuple(run.background),
+    )
+
+
+def tracing_costs(processes: Processes, quick: bool) -> tuple[dict[str, float], str]:
+    """(label -> µs per request, why not) from ``python -m benchmarks.tracing_cost --json``."""
+    args = [sys.executable, "-m", "benchmarks.tracing_cost", "--json"] + (["--quick"] * quick)
+    process = processes.popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        output, _ = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        output = b"timed out after 600 s"
+    finally:
+        processes.stop(process)
+    return parse_tracing_cost(output.decode(errors="replace"))
 
 
 def _wait_models(server: Server, names: list[str]) -> None:
@@ -274,6 +339,10 @@ def _check(run: Run, cell: Cell, target: Target, server: Server) -> str:
     server cannot serve the cell (empty if it can); the check's note goes in ``checked``."""
     if (cell.key, target.label) in run.checked:
         return ""
+    if cell.background is not None:
+        problem = _check_background(run, cell.background, server)
+        if problem:
+            return problem
     if cell.protocol == "rest":
         request = _request(run, cell, target.model)
         status, answer = probe_rest(server, request)
@@ -297,7 +366,40 @@ def _check(run: Run, cell: Cell, target: Target, server: Server) -> str:
     return ""
 
 
+def _check_background(run: Run, background: Background, server: Server) -> str:
+    """Whether the server answers the background's big request, and answers it right: a
+    server that refuses it would be measured without the load the cell is about."""
+    payload = run.workspace.payloads[background.payload]
+    status, answer = probe_rest(
+        server, RestRequest(f"/v2/models/{background.model}/infer", payload.json_body)
+    )
+    if status != 200:
+        rows = f"{len(payload.rows):,}"
+        return f"the background's {rows}-row request: HTTP {status}: {_short(answer)}"
+    if predictions(answer) != payload.expected:
+        return "the background's big request was answered unlike the in-process estimator"
+    return ""
+
+
 def _drive(
+    run: Run, cell: Cell, target: Target, server: Server, round_number: int
+) -> tuple[LoadResult | None, float, str]:
+    """(load, server CPU seconds over it, why not), under the cell's background load if it
+    has one (started before the warm-up, stopped after the measured interval)."""
+    if cell.background is None:
+        return _drive_tool(run, cell, target, server, round_number)
+    body = run.workspace.payloads[cell.background.payload].json_body.read_bytes()
+    url = f"{server.base}/v2/models/{cell.background.model}/infer"
+    with BackgroundLoad(url, body, cell.background.callers) as background:
+        outcome = _drive_tool(run, cell, target, server, round_number)
+    assert background.result is not None
+    run.background.append(
+        BackgroundRow.of(cell.key, target.label, round_number, background.result)
+    )
+    return outcome
+
+
+def _drive_tool(
     run: Run, cell: Cell, target: Target, server: Server, round_number: int
 ) -> tuple[LoadResult | None, float, str]:
     """(load, server CPU seconds over it, why not) from the cell's load generator."""
@@ -469,7 +571,7 @@ def _environment(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     return Environment(
-        command="python -m benchmarks" + (" --quick" if args.quick else ""),
+        command=shlex.join(["python", "-m", "benchmarks", *args.argv]),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         cores=os.cpu_count() or 0,
         cpu_model=_cpu_model(),

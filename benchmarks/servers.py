@@ -187,13 +187,20 @@ def wait_ready(server: Server, models: list[str], timeout: float = 180.0) -> Non
 
 
 def start_triton(
-    processes: Processes, name: str, workdir: Path, models: dict[str, tuple[str, Path]]
+    processes: Processes,
+    name: str,
+    workdir: Path,
+    models: dict[str, tuple[str, Path]],
+    max_batch: dict[str, int] | None = None,
 ) -> Server:
-    """``benchmarks/peers/triton_serve.py`` in the PyTriton venv: tritonserver 2.51."""
+    """``benchmarks/peers/triton_serve.py`` in the PyTriton venv: tritonserver 2.51;
+    ``max_batch`` names the models whose max batch is not ``MAX_BATCH``."""
     script = ROOT / "benchmarks" / "peers" / "triton_serve.py"
     args = [str(PYTRITON_PYTHON), str(script)]
     for model, (kind, artifact) in models.items():
         args += ["--model", f"{model}={kind}:{artifact}"]
+    for model, size in (max_batch or {}).items():
+        args += ["--max-batch", f"{model}={size}"]
     server = _start_peer(processes, name, workdir, args, ["--http-port", "--grpc-port"])
     processes.interrupt_first.append(server.process)
     server.max_batch_size = MAX_BATCH

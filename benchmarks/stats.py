@@ -17,10 +17,12 @@ VANILLA = "vanilla MLServer"
 V2SERVE = "v2serve"
 V2SERVE_SKLEARN = "v2serve, sklearn backend"
 """``inference_backend: sklearn``: the compiled path off (for XGBoost, xgboost's own)."""
+V2SERVE_TRACED = "v2serve, tracing on"
+"""``V2SERVE_TRACING=true``, exporting every request's spans over OTLP/HTTP."""
 TRITON = "Triton (PyTriton)"
 PROBE = "ceiling probe"
 """The bare ASGI app (REST cells) or the bare grpc.aio servicer (gRPC cells)."""
-SERVERS = (VANILLA, V2SERVE, V2SERVE_SKLEARN, TRITON, PROBE)
+SERVERS = (VANILLA, V2SERVE, V2SERVE_SKLEARN, V2SERVE_TRACED, TRITON, PROBE)
 
 
 @dataclass(frozen=True)

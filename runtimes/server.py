@@ -135,6 +135,8 @@ class V2Server:
             if settings.metrics_endpoint
             else None
         )
+        if self.metrics is not None and self.metrics_app is not None:
+            self.metrics_app.include(self.metrics.requests)
         self.prediction_log = PredictionLog(
             PredictionLogMetrics() if settings.metrics_endpoint else None
         )

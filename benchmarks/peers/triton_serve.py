@@ -7,7 +7,8 @@ and returns only ``predict``, so both servers do the same work; Triton's dynamic
 merges concurrent requests.
 
     python benchmarks/peers/triton_serve.py --http-port 8000 --grpc-port 8001 \
-        --metrics-port 8002 --model light=sklearn:/path/model.joblib --model ...
+        --metrics-port 8002 --model light=sklearn:/path/model.joblib --model ... \
+        [--max-batch heavy-sklearn=32768]
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def _infer_function(predict: Callable[[np.ndarray], np.ndarray]) -> Any:
     return infer
 
 
+def max_batches(specs: list[str]) -> dict[str, int]:
+    """``--max-batch name=N`` flags as {name: N}: models that take requests over MAX_BATCH."""
+    found = {}
+    for spec in specs:
+        name, _, size = spec.partition("=")
+        if not name or not size.isdigit() or int(size) < 1:
+            raise ValueError(f"--max-batch wants name=N with N >= 1, got '{spec}'")
+        found[name] = int(size)
+    return found
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -70,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--model", action="append", default=[], help="name=kind:path, kind sklearn|xgboost"
     )
+    parser.add_argument(
+        "--max-batch", action="append", default=[], help=f"name=N (default {MAX_BATCH})"
+    )
     args = parser.parse_args(argv)
+    batches = max_batches(args.max_batch)
     # The Python backend's stub links libpython3.11 dynamically; without this it finds the
     # system's 3.11.2 instead of this interpreter's and every model fails to load.
     libdir = sysconfig.get_config_var("LIBDIR")
@@ -103,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
             infer_func=_infer_function(predict),
             inputs=[Tensor(name="input-0", dtype=np.float64, shape=(features,))],
             outputs=[Tensor(name="predict", dtype=np.int64, shape=(1,))],
-            config=ModelConfig(max_batch_size=MAX_BATCH, batcher=DynamicBatcher()),
+            config=ModelConfig(
+                max_batch_size=batches.get(name, MAX_BATCH), batcher=DynamicBatcher()
+            ),
             strict=False,
         )
     signal.signal(signal.SIGTERM, _interrupt)

@@ -6,17 +6,18 @@ Triton's names are kept where Triton has the metric (its durations are counters 
 microseconds); ``v2serve_*`` histograms in seconds give quantiles. docs/observability.md
 lists every metric.
 
-The endpoint serves prometheus_client's default ``REGISTRY`` in-process. Each
-(model, version) keeps its label children in a dict, so a request costs dictionary
-lookups and increments rather than ``labels()`` calls (benchmarks/observability_cost.py).
+The endpoint serves prometheus_client's default ``REGISTRY`` in-process. The request
+series are plain numbers per (model, version), rendered by a collector when scraped
+(``RequestCollector``): a request costs a dictionary look-up and a few additions, no
+prometheus_client lock or ``labels()`` call (benchmarks/observability_cost.py).
 """
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from mlserver.errors import MLServerError
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,6 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 from ..batching import LiveBatchers
 from ..execution import Executions
@@ -68,23 +70,143 @@ def failure_reason(error: BaseException) -> str:
     return "invalid_input" if 400 <= status < 500 else "internal"
 
 
-@dataclass
-class _Series:
-    """The label children of one (model, version)."""
+class Buckets:
+    """One histogram child as plain numbers: a count per bucket (the last is +Inf) and a sum.
+    ``observe`` is prometheus_client's rule (the first bound >= the value), without its lock:
+    every request is observed on the event loop."""
 
-    labels: tuple[str, str]
-    success: Counter
-    failures: dict[str, Counter]
-    inferences: Counter
-    executions: Counter
-    request_us: Counter
-    queue_us: Counter
-    phase_us: tuple[Counter, Counter, Counter]
-    request_seconds: Histogram
-    queue_seconds: Histogram
-    phase_seconds: tuple[Histogram, Histogram, Histogram]
-    batch: Histogram
-    inflight: Gauge
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count)`` pairs as Prometheus renders them (``le="1.0"``, ``"+Inf"``)."""
+        pairs: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*self.bounds, INF), self.counts, strict=True):
+            total += count
+            pairs.append((floatToGoString(bound), total))
+        return pairs
+
+
+class _Series:
+    """What one (model, version) has served, as plain numbers read when scraped."""
+
+    __slots__ = (
+        "labels", "success", "failures", "inferences", "executions", "request_us",
+        "queue_us", "phase_us", "request_seconds", "queue_seconds", "phase_seconds",
+        "batch", "inflight",
+    )  # fmt: skip
+
+    def __init__(self, labels: tuple[str, str]):
+        self.labels = labels
+        self.success = 0
+        self.failures: dict[str, int] = {}
+        self.inferences = 0
+        self.executions = 0
+        self.request_us = 0.0
+        self.queue_us = 0.0
+        self.phase_us = [0.0, 0.0, 0.0]
+        self.request_seconds = Buckets(SECONDS_BUCKETS)
+        self.queue_seconds = Buckets(SECONDS_BUCKETS)
+        self.phase_seconds = (
+            Buckets(SECONDS_BUCKETS), Buckets(SECONDS_BUCKETS), Buckets(SECONDS_BUCKETS)
+        )  # fmt: skip
+        self.batch = Buckets(BATCH_BUCKETS)
+        self.inflight = 0
+
+
+class RequestCollector(Collector):
+    """The request series of ``ServingMetrics``, rendered from its plain numbers when
+    scraped: the names, labels, types and buckets that prometheus_client's Counter, Gauge
+    and Histogram gave them before, without a lock and a label look-up per increment
+    (tests/unit/test_metrics_drift.py compares the two)."""
+
+    def __init__(self, series: dict[tuple[str, str], _Series]):
+        self.series = series
+
+    def collect(self) -> Iterator[Metric]:
+        labels = list(LABELS)
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=labels)
+
+        def histogram(name: str, doc: str, extra: tuple[str, ...] = ()) -> HistogramMetricFamily:
+            return HistogramMetricFamily(name, doc, labels=[*labels, *extra])
+
+        success = counter("nv_inference_request_success", "Successful inference requests")
+        failure = CounterMetricFamily(
+            "nv_inference_request_failure",
+            "Failed inference requests, by reason",
+            labels=[*labels, "reason"],
+        )
+        inferences = counter(
+            "nv_inference_count", "Inferences performed: the sum of successful batch sizes"
+        )
+        executions = counter(
+            "nv_inference_exec_count", "Model executions: one per successful request"
+        )
+        request_us = counter(
+            "nv_inference_request_duration_us",
+            "Cumulative end-to-end duration of successful requests, microseconds",
+        )
+        queue_us = counter(
+            "nv_inference_queue_duration_us",
+            "Cumulative time successful requests waited before the model, microseconds",
+        )
+        phase_us = [
+            counter(
+                f"nv_inference_compute_{phase}_duration_us",
+                f"Cumulative compute {phase} duration of successful requests, microseconds",
+            )
+            for phase in PHASES
+        ]
+        request_seconds = histogram(
+            "v2serve_request_duration_seconds",
+            "End-to-end duration of successful inference requests in the data plane",
+        )
+        queue_seconds = histogram(
+            "v2serve_queue_duration_seconds", "Time a successful request waited before the model"
+        )
+        compute_seconds = histogram(
+            "v2serve_compute_duration_seconds",
+            "Compute time of successful requests, by phase: input (decode and check), "
+            "infer (estimator or cache), output (response tensors)",
+            ("phase",),
+        )
+        batch = histogram("v2serve_batch_size", "Rows per successful request")
+        inflight = GaugeMetricFamily(
+            "v2serve_inflight_requests", "Inference requests being served now", labels=labels
+        )
+        for series in list(self.series.values()):
+            values = list(series.labels)
+            success.add_metric(values, series.success)
+            for reason, count in list(series.failures.items()):
+                failure.add_metric([*values, reason], count)
+            inferences.add_metric(values, series.inferences)
+            executions.add_metric(values, series.executions)
+            request_us.add_metric(values, series.request_us)
+            queue_us.add_metric(values, series.queue_us)
+            for family, total in zip(phase_us, series.phase_us, strict=True):
+                family.add_metric(values, total)
+            for histogram_family, buckets in (
+                (request_seconds, series.request_seconds),
+                (queue_seconds, series.queue_seconds),
+                (batch, series.batch),
+            ):
+                histogram_family.add_metric(values, buckets.cumulative(), buckets.sum)
+            for phase, buckets in zip(PHASES, series.phase_seconds, strict=True):
+                compute_seconds.add_metric([*values, phase], buckets.cumulative(), buckets.sum)
+            inflight.add_metric(values, series.inflight)
+        yield from (success, failure, inferences, executions, request_us, queue_us, *phase_us)
+        yield from (request_seconds, queue_seconds, compute_seconds, batch, inflight)
 
 
 class ServingMetrics:
@@ -99,77 +221,21 @@ class ServingMetrics:
         given, the collectors show none."""
         self.registry = registry
         self._series: dict[tuple[str, str], _Series] = {}
-
-        def counter(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
-
-        def histogram(
-            name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = LABELS
-        ) -> Histogram:
-            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
-
-        self.success = counter("nv_inference_request_success", "Successful inference requests")
-        self.failure = counter(
-            "nv_inference_request_failure",
-            "Failed inference requests, by reason",
-            (*LABELS, "reason"),
-        )
-        self.inference_count = counter(
-            "nv_inference_count", "Inferences performed: the sum of successful batch sizes"
-        )
-        self.exec_count = counter(
-            "nv_inference_exec_count", "Model executions: one per successful request"
-        )
-        self.request_us = counter(
-            "nv_inference_request_duration_us",
-            "Cumulative end-to-end duration of successful requests, microseconds",
-        )
-        self.queue_us = counter(
-            "nv_inference_queue_duration_us",
-            "Cumulative time successful requests waited before the model, microseconds",
-        )
-        self.phase_us = tuple(
-            counter(
-                f"nv_inference_compute_{phase}_duration_us",
-                f"Cumulative compute {phase} duration of successful requests, microseconds",
-            )
-            for phase in PHASES
-        )
-        self.request_seconds = histogram(
-            "v2serve_request_duration_seconds",
-            "End-to-end duration of successful inference requests in the data plane",
-            SECONDS_BUCKETS,
-        )
-        self.queue_seconds = histogram(
-            "v2serve_queue_duration_seconds",
-            "Time a successful request waited before the model",
-            SECONDS_BUCKETS,
-        )
-        self.compute_seconds = histogram(
-            "v2serve_compute_duration_seconds",
-            "Compute time of successful requests, by phase: input (decode and check), "
-            "infer (estimator or cache), output (response tensors)",
-            SECONDS_BUCKETS,
-            (*LABELS, "phase"),
-        )
-        self.batch_size = histogram(
-            "v2serve_batch_size", "Rows per successful request", BATCH_BUCKETS
-        )
-        self.inflight = Gauge(
-            "v2serve_inflight_requests",
-            "Inference requests being served now",
-            LABELS,
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.load_seconds = histogram(
+        self.requests = RequestCollector(self._series)
+        """Also served on its own with parallel workers (``rest_metrics.MetricsApp``):
+        requests are counted in this process, not in the workers' multiprocess files."""
+        registry.register(self.requests)
+        self.load_seconds = Histogram(
             "v2serve_model_load_duration_seconds",
             "Duration of model version loads, including warm-up, successful or not",
-            LOAD_BUCKETS,
+            LABELS,
+            buckets=LOAD_BUCKETS,
+            registry=registry,
         )
-        self.load_failures = counter(
-            "v2serve_model_load_failures", "Model version loads that failed"
-        )
+        self.load_failures = Counter(
+            "v2serve_model_load_failures", "Model version loads that failed", LABELS,
+            registry=registry,
+        )  # fmt: skip
         self._states = StatesCollector(states)
         registry.register(self._states)
         self._batching = BatchingCollector(states, batchers or LiveBatchers())
@@ -180,63 +246,33 @@ class ServingMetrics:
     def close(self) -> None:
         """Unregister everything, so another instance can use the same registry."""
         for collector in (
-            self.success, self.failure, self.inference_count, self.exec_count,
-            self.request_us, self.queue_us, *self.phase_us, self.request_seconds,
-            self.queue_seconds, self.compute_seconds, self.batch_size, self.inflight,
-            self.load_seconds, self.load_failures, self._states, self._batching,
-            self._executions,
+            self.requests, self.load_seconds, self.load_failures, self._states,
+            self._batching, self._executions,
         ):  # fmt: skip
             self.registry.unregister(collector)
 
     def series(self, model: str, version: str) -> _Series:
         found = self._series.get((model, version))
         if found is None:
-            found = self._series[(model, version)] = self._new_series(model, version)
+            found = self._series[(model, version)] = _Series((model, version))
         return found
 
-    def _new_series(self, model: str, version: str) -> _Series:
-        labels = (model, version)
-        phase_us = tuple(c.labels(*labels) for c in self.phase_us)
-        phase_seconds = tuple(self.compute_seconds.labels(*labels, p) for p in PHASES)
-        return _Series(
-            labels=labels,
-            success=self.success.labels(*labels),
-            failures={},
-            inferences=self.inference_count.labels(*labels),
-            executions=self.exec_count.labels(*labels),
-            request_us=self.request_us.labels(*labels),
-            queue_us=self.queue_us.labels(*labels),
-            phase_us=(phase_us[0], phase_us[1], phase_us[2]),
-            request_seconds=self.request_seconds.labels(*labels),
-            queue_seconds=self.queue_seconds.labels(*labels),
-            phase_seconds=(phase_seconds[0], phase_seconds[1], phase_seconds[2]),
-            batch=self.batch_size.labels(*labels),
-            inflight=self.inflight.labels(*labels),
-        )
-
     def succeeded(self, series: _Series, batch_size: int, total_ns: int, phases: Phases) -> None:
-        series.success.inc()
-        series.inferences.inc(batch_size)
-        series.executions.inc()
-        series.request_us.inc(total_ns / 1000)
-        series.queue_us.inc(phases.queue_ns / 1000)
+        series.success += 1
+        series.inferences += batch_size
+        series.executions += 1
+        series.request_us += total_ns / 1000
+        series.queue_us += phases.queue_ns / 1000
         series.request_seconds.observe(total_ns / 1e9)
         series.queue_seconds.observe(phases.queue_ns / 1e9)
-        for ns, us, seconds in zip(
-            (phases.input_ns, phases.infer_ns, phases.output_ns),
-            series.phase_us,
-            series.phase_seconds,
-            strict=True,
-        ):
-            us.inc(ns / 1000)
-            seconds.observe(ns / 1e9)
+        phase_us, phase_seconds = series.phase_us, series.phase_seconds
+        for index, ns in enumerate((phases.input_ns, phases.infer_ns, phases.output_ns)):
+            phase_us[index] += ns / 1000
+            phase_seconds[index].observe(ns / 1e9)
         series.batch.observe(batch_size)
 
     def failed(self, series: _Series, reason: str) -> None:
-        counter = series.failures.get(reason)
-        if counter is None:
-            counter = series.failures[reason] = self.failure.labels(*series.labels, reason)
-        counter.inc()
+        series.failures[reason] = series.failures.get(reason, 0) + 1
 
     def load_finished(self, model: str, version: str, seconds: float, ok: bool) -> None:
         self.load_seconds.labels(model, version).observe(seconds)
@@ -258,18 +294,7 @@ class ServingMetrics:
 
         Load histograms and failures stay: they describe attempts, not a served version.
         """
-        if self._series.pop((model, version), None) is None:
-            return
-        for metric in (
-            self.success, self.inference_count, self.exec_count, self.request_us,
-            self.queue_us, *self.phase_us, self.request_seconds, self.queue_seconds,
-            self.batch_size, self.inflight,
-        ):  # fmt: skip
-            _remove(metric, model, version)
-        for phase in PHASES:
-            _remove(self.compute_seconds, model, version, phase)
-        for reason in REASONS:
-            _remove(self.failure, model, version, reason)
+        self._series.pop((model, version), None)
 
 
 def _remove(metric: MetricWrapperBase, *labels: str) -> None:

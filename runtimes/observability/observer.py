@@ -49,7 +49,7 @@ class RequestObserver:
 
     def started(self, model: MLModel) -> None:
         if self.metrics is not None:
-            self.metrics.series(model.name, model.version or "").inflight.inc()
+            self.metrics.series(model.name, model.version or "").inflight += 1
 
     def finished(
         self,
@@ -72,7 +72,7 @@ class RequestObserver:
         if metrics is not None:
             series = metrics.series(*labels)
             if model is not None:
-                series.inflight.dec()
+                series.inflight -= 1
             if error is None:
                 metrics.succeeded(series, rows, total_ns, phases)
             else:

@@ -3,6 +3,8 @@
 With parallel workers the counters live in files, one per process, and are merged at
 scrape time (prometheus_client's multiprocess mode, which MLServer's
 ``configure_metrics`` switches on); otherwise the process's default registry is served.
+Collectors of numbers this process keeps itself (the request series, counted in the main
+process's data plane) are added to the merged files with ``include``.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ from mlserver.metrics import configure_metrics
 from mlserver.settings import Settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from ..errors import MethodNotAllowed, NoSuchEndpoint
 from .asgi import Receive, Scope, Send, respond, respond_error
@@ -23,12 +26,19 @@ class MetricsApp:
         configure_metrics(settings)
         self.path = settings.metrics_endpoint or "/metrics"
         self.multiprocess = bool(settings.parallel_workers)
+        self._local: list[Collector] = []
+
+    def include(self, collector: Collector) -> None:
+        """Serve ``collector`` beside the workers' files too (it is in ``REGISTRY`` already)."""
+        self._local.append(collector)
 
     def _registry(self) -> CollectorRegistry:
         if not self.multiprocess:
             return REGISTRY
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+        for collector in self._local:
+            registry.register(collector)
         return registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
