@@ -4,8 +4,11 @@ Run from the repository root: `.venv/bin/python docs/loop_hold.py`. Figures vary
 the machine's load: another thread's wait includes the scheduler's delays.
 """
 
-import threading, time
+import threading
+import time
+
 import numpy as np
+
 from runtimes.cache.key import request_digest
 from runtimes.protocol.grpc.messages import message
 
@@ -51,11 +54,15 @@ for raw in (True, False):
     data = wire(raw)
     started = time.perf_counter()
     Request.FromString(data)
-    print(f"grpc parse, {'raw_input_contents' if raw else 'fp64_contents'} {len(data) >> 20} MiB: "
-          f"{(time.perf_counter() - started) * 1e3:.0f} ms; in a thread, another thread waited "
-          f"{longest_gap(Request.FromString, data):.0f} ms")
+    print(
+        f"grpc parse, {'raw_input_contents' if raw else 'fp64_contents'} {len(data) >> 20} MiB: "
+        f"{(time.perf_counter() - started) * 1e3:.0f} ms; in a thread, another thread waited "
+        f"{longest_gap(Request.FromString, data):.0f} ms"
+    )
 rows = {"i": np.random.rand(1_000_000, 5)}
 started = time.perf_counter()
 request_digest(rows, ["p"])
-print(f"cache hash, 40 MB: {(time.perf_counter() - started) * 1e3:.0f} ms; in a thread, "
-      f"another thread waited {longest_gap(request_digest, rows, ['p']):.1f} ms")
+print(
+    f"cache hash, 40 MB: {(time.perf_counter() - started) * 1e3:.0f} ms; in a thread, "
+    f"another thread waited {longest_gap(request_digest, rows, ['p']):.1f} ms"
+)
