@@ -28,6 +28,7 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .construct import construct
 from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .execution import ModelExecution, start_execution, stop_execution
@@ -250,7 +251,7 @@ class SklearnRuntime(V2Runtime):
         return results
 
     async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
-        clock = PhaseClock(phases)
+        clock = PhaseClock()
         features = decode_features(
             self.name,
             self._schema,
@@ -260,19 +261,22 @@ class SklearnRuntime(V2Runtime):
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
-        clock.lap("input")
+        phases.input_ns += clock.lap()
         results = await self._results(features, methods, phases, caller_of(payload))
-        clock.lap("infer")
+        phases.infer_ns += clock.lap()
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         if not self.services.encodes_numpy:
             outputs = [as_python_lists(output) for output in outputs]
-        clock.lap("output")
-        return InferenceResponse.model_construct(
-            model_name=self.name,
-            model_version=self.version,
-            id=payload.id,
-            parameters=None,
-            outputs=outputs,
+        phases.output_ns += clock.lap()
+        return construct(
+            InferenceResponse,
+            {
+                "model_name": self.name,
+                "model_version": self.version,
+                "id": payload.id,
+                "parameters": None,
+                "outputs": outputs,
+            },
         )
 
     def describe(self) -> RuntimeDescription:
