@@ -80,6 +80,7 @@ class SklearnRuntime(V2Runtime):
             self._constraints = build_constraints(
                 self._schema, self._extra, self._settings.max_batch_size, self.name
             )
+            self._check_redactions()
             self._backend = await asyncio.to_thread(
                 choose_backend,
                 self.name,
@@ -116,6 +117,19 @@ class SklearnRuntime(V2Runtime):
         )
         self._batcher = self._choose_batching(example, self._execution)
         return True
+
+    def _check_redactions(self) -> None:
+        log = self._extra.prediction_log
+        if log is None:
+            return
+        inputs = [spec.name for spec in self._schema.inputs]
+        unknown = log.unknown_redactions(inputs)
+        if unknown:
+            raise SettingsError(
+                f"model '{self.name}' prediction_log.redact",
+                f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not "
+                f"an input of the model (inputs: {', '.join(map(repr, inputs))})",
+            )
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
         """An artifact's declared outputs (an MLflow signature types ``predict``) plus the
