@@ -234,6 +234,34 @@ def wait_until_ready(server: RunningServer, timeout: float = READY_TIMEOUT) -> N
         raise RuntimeError(f"v2serve not ready after {timeout}s:\n{server.log_text()}") from None
 
 
+def wait_until_loaded(
+    server: RunningServer, timeout: float = READY_TIMEOUT, headers: Mapping[str, str] | None = None
+) -> None:
+    """Until every version in the repository index is READY. Readiness needs one ready
+    version per model, so a model's newer versions may still be loading when the server
+    is ready: a small repository gets there before they do, and its unversioned requests
+    would be served by an older version. ``headers`` go with the index request (the
+    control token, where one guards it)."""
+
+    def loaded() -> bool:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"v2serve exited early:\n{server.log_text()}")
+        try:
+            index = requests.post(
+                f"{server.base}/v2/repository/index", json={}, headers=headers, timeout=5
+            )
+        except requests.RequestException:
+            return False
+        states = [entry.get("state") for entry in index.json()] if index.ok else []
+        return bool(states) and all(state == "READY" for state in states)
+
+    try:
+        wait_until(loaded, timeout, "every version READY", interval=0.1)
+    except AssertionError:
+        log = _tail(server.log)
+        raise RuntimeError(f"not every version loaded after {timeout}s:\n{log}") from None
+
+
 def stop_server(server: RunningServer, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Signal the server and wait for its exit code; killed after ``timeout`` seconds."""
     if server.process.poll() is None:

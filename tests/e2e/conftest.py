@@ -36,6 +36,7 @@ from tests.harness import (
     start_server,
     stop_server,
     wait_until,
+    wait_until_loaded,
     wait_until_ready,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "holds_for",
     "start_server",
     "stop_server",
+    "start_loaded",
     "wait_until",
     "wait_until_ready",
 ]
@@ -101,6 +103,21 @@ def copy_models(repository: Path, target: Path, names: Iterable[str]) -> Path:
     for name in names:
         shutil.copytree(repository / name, target / name)
     return target
+
+
+def start_loaded(
+    workdir: Path, repository: Path, headers: dict[str, str] | None = None, **options: Any
+) -> RunningServer:
+    """``start_server``, then until every version is loaded (``wait_until_loaded``, which
+    sends ``headers``): for the small repositories of ``copy_models``, where readiness
+    can come before a model's newer versions have loaded."""
+    running = start_server(workdir, repository, **options)
+    try:
+        wait_until_loaded(running, headers=headers)
+    except RuntimeError:
+        stop_server(running)
+        raise
+    return running
 
 
 # BF16 is decoded, but MLServer's metadata datatypes have no BF16 for a model to declare.

@@ -23,7 +23,7 @@ from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import wine_frame
 
 from .clients import infer, make_client
-from .conftest import RunningServer, copy_models, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_loaded, stop_server
 
 IRIS = np.ascontiguousarray(load_iris().data[::30][:5], dtype=np.float64)
 
@@ -52,7 +52,7 @@ def cached(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterat
     _add_model(served, "swap", iris_v1)
     _add_model(served, "uncached", iris_v1, {"cache_enabled": False})
     _add_model(served, "nan-ok", iris_v1, {"parameters": {"extra": {"allow_nan": True}}})
-    running = start_server(
+    running = start_loaded(
         tmp_path_factory.mktemp("cache-server"),
         served,
         env={"MLSERVER_CACHE_ENABLED": "true", "MLSERVER_CACHE_SIZE": "500"},

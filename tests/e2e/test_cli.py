@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import V2SERVE, copy_models, start_server, stop_server, wait_until
+from .conftest import V2SERVE, copy_models, start_loaded, start_server, stop_server, wait_until
 
 SMALL = {"iris", "diabetes"}
 
@@ -46,7 +46,7 @@ def small(tmp_path_factory, repository):
 
 
 def test_flag_beats_environment_and_sigint_stops_cleanly(tmp_path, small):
-    running = start_server(
+    running = start_loaded(
         tmp_path,
         small,
         env={"MLSERVER_MODEL_REPOSITORY_ROOT": str(tmp_path / "empty")},
@@ -57,7 +57,7 @@ def test_flag_beats_environment_and_sigint_stops_cleanly(tmp_path, small):
 
 
 def test_environment_repository_root_is_honoured(tmp_path, small):
-    running = start_server(
+    running = start_loaded(
         tmp_path,
         small,
         env={"MLSERVER_MODEL_REPOSITORY_ROOT": str(small)},

@@ -7,7 +7,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from .conftest import RunningServer, copy_models, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_loaded, stop_server
 from .reliability import IRIS, rest_infer
 
 TOKEN = "s3cret-control-token-0e1f"
@@ -34,7 +34,7 @@ GUARDED_REST = [
 def guarded(tmp_path_factory: pytest.TempPathFactory, repository) -> Iterator[RunningServer]:
     workdir = tmp_path_factory.mktemp("guarded")
     iris = copy_models(repository, workdir / "model-repository", ["iris"])  # all they call
-    server = start_server(workdir, iris, env={"V2SERVE_CONTROL_TOKEN": TOKEN})
+    server = start_loaded(workdir, iris, headers=GOOD, env={"V2SERVE_CONTROL_TOKEN": TOKEN})
     yield server
     assert stop_server(server) == 0, server.log_text()
     assert TOKEN not in server.log_text()

@@ -29,7 +29,7 @@ import tritonclient.http as httpclient
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from .conftest import RunningServer, copy_models, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_loaded, stop_server
 
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
 DIABETES = np.full((1, 10), 0.01)
@@ -157,7 +157,7 @@ def grpc_receiver() -> Iterator[tuple[str, Received]]:
 
 
 def _traced_server(workdir: Any, repository: Any, env: dict[str, str]) -> RunningServer:
-    return start_server(
+    return start_loaded(
         workdir,
         repository,
         env={
