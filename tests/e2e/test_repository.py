@@ -217,6 +217,26 @@ def test_repository_api_rejects_names_that_escape(server, tmp_path):
         link.unlink()
 
 
+@pytest.mark.parametrize("name", ["a" * 256, "é" * 128], ids=["256-ascii", "256-bytes-utf8"])
+def test_load_and_unload_of_a_name_over_255_bytes_are_invalid_over_both(server, name):
+    """Issue 14.9: was 500 / INTERNAL, with the repository's absolute path in the message."""
+    root = str(server.repository.resolve())
+    for action in ("load", "unload"):
+        response = requests.post(
+            f"{server.base}/v2/repository/models/{name}/{action}", data=b"", timeout=30
+        )
+        assert response.status_code == 400, (action, response.status_code, response.text)
+        message = response.json()["error"]
+        assert "255 bytes" in message and root not in message, message
+    client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    for call in (client.load_model, client.unload_model):
+        with pytest.raises(InferenceServerException) as caught:
+            call(name)
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value.message()
+        assert "255 bytes" in caught.value.message()
+        assert root not in caught.value.message()
+
+
 def test_index_over_both_protocols(server):
     http_index = make_client("http", server).get_model_repository_index()
     grpc_index = make_client("grpc", server).get_model_repository_index(as_json=True)["models"]
