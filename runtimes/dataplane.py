@@ -91,7 +91,9 @@ class V2DataPlane(DataPlane):
 
     async def _admit(self, name: str, version: str | None) -> MLModel:
         """The ready version that will serve, unless it already has too many in flight."""
-        model = await self.resolve(name, version)
+        return self._admitted(await self.resolve(name, version), name, version)
+
+    def _admitted(self, model: MLModel, name: str, version: str | None) -> MLModel:
         if not model.ready:
             raise NotReady(name, version)
         limit = self.options.max_inflight_per_model
@@ -138,8 +140,16 @@ class V2DataPlane(DataPlane):
         model: MLModel | None = None
         response: InferenceResponse | None = None  # set once the model answered: success
         error: BaseException | None = None
+        # A known model that refused the request before a version took it (404 for a
+        # version it does not serve, 429, 503): its prediction log records the refusal.
+        refused_by: MLModel | None = None
         try:
-            model = await self._admit(name, version)
+            try:
+                refused_by = await self.resolve(name, version)
+            except ModelUnavailable:
+                refused_by = await self._default_instance(name)
+                raise
+            model = self._admitted(refused_by, name, version)
             self.observer.started(model)
             self.inflight.enter(model)
             try:
@@ -184,6 +194,17 @@ class V2DataPlane(DataPlane):
                 )
             if model is not None:
                 self.prediction_log.offer(model, payload, response, error, elapsed)
+            elif refused_by is not None:
+                self.prediction_log.offer(
+                    refused_by, payload, None, error, elapsed, version=version or ""
+                )
+
+    async def _default_instance(self, name: str) -> MLModel | None:
+        """The instance an unversioned request to ``name`` would reach, if any is loaded."""
+        try:
+            return await self._model_registry.get_model(name)
+        except ModelNotFound:
+            return None
 
     @asynccontextmanager
     async def _infer_contextmanager(

@@ -19,9 +19,11 @@ folded in on the event loop only, so the estimate needs no lock.
 A call whose request's deadline passed while it waited in that queue is dropped when a
 thread takes it, before the estimator runs (``runtimes.deadlines``): 504 /
 DEADLINE_EXCEEDED, counted as a timeout like a request dropped in admission or in the
-batching queue. Only the deadline is read on the pool's thread: the probe of a gone
-caller steps the REST connection's ``receive``, which belongs to the event loop (a gone
-gRPC caller cancels the awaiting task, and so the queued future).
+batching queue. A call that waited longer than ``PROBE_AFTER_SECONDS`` also asks whether
+its caller is still there (a closed REST connection: 499, never run; a gone gRPC caller
+cancels the awaiting task, and so the queued future, by itself). That probe steps the
+REST connection's ``receive``, which belongs to the event loop, so the thread hands it to
+the loop and waits for the answer (at most ``PROBE_TIMEOUT_SECONDS``; no answer: run).
 """
 
 import asyncio
@@ -53,6 +55,11 @@ SMALL_CALL_ROWS = 8
 """Calls of at most this many rows refine the per-call cost, larger ones the per-row cost."""
 SMOOTHING = 0.2
 """Weight of one observation in the moving estimate."""
+PROBE_AFTER_SECONDS = 0.01
+"""A queued call that waited longer asks whether its caller is still there before it
+runs; a shorter wait does not pay the round trip to the event loop."""
+PROBE_TIMEOUT_SECONDS = 1.0
+"""How long a thread waits for the event loop's answer to that probe; then it runs."""
 QUEUE_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -177,6 +184,13 @@ class QueueStats:
         with self._lock:
             self.waiting -= 1
 
+    def left(self, waited: float) -> None:
+        """A queued call whose caller went away before a thread took it: never run."""
+        with self._lock:
+            self.waiting -= 1
+            self.buckets[bisect.bisect_left(QUEUE_BUCKETS, waited)] += 1
+            self.waited_seconds += waited
+
     def expired(self, waited: float) -> None:
         """A queued call whose deadline passed before a thread took it: never run."""
         with self._lock:
@@ -197,6 +211,30 @@ class QueueStats:
             cumulative += count
             pairs.append((bound, cumulative))
         return pairs, total
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # submitted from a plain thread: nobody can answer a probe
+        return None
+
+
+def _gone(caller: Caller, loop: asyncio.AbstractEventLoop) -> bool:
+    """On a pool thread: the caller's probe, run on the event loop it belongs to."""
+    answer: Future[bool] = Future()
+
+    def probe() -> None:
+        try:
+            answer.set_result(caller.gone())
+        except BaseException as exc:  # noqa: BLE001 - reported to the waiting thread
+            answer.set_exception(exc)
+
+    try:
+        loop.call_soon_threadsafe(probe)
+        return answer.result(timeout=PROBE_TIMEOUT_SECONDS)
+    except Exception:  # noqa: BLE001 - a loop that is closed or busy: run the call
+        return False
 
 
 class ModelExecution:
@@ -260,17 +298,24 @@ class ModelExecution:
         caller: Caller | None = None,
     ) -> "Future[tuple[Results, float]]":
         """Queues one call on the model's threads; the future gives results and seconds,
-        or the 504 of a call whose deadline passed while it was queued."""
+        or the 504 of a call whose deadline passed while it was queued (499: whose caller
+        left). Called from the event loop, which answers the probe of a gone caller."""
         context = contextvars.copy_context()
         queued_at = self._clock()
+        loop = _running_loop() if caller is not None else None
         self.stats.queued()
 
         def call() -> tuple[Results, float]:
             started = self._clock()
-            if caller is not None and caller.expired():
-                self.stats.expired(started - queued_at)
-                raise caller.dropped("in the model's executor queue")
-            self.stats.started(started - queued_at)
+            waited = started - queued_at
+            if caller is not None:
+                if caller.expired():
+                    self.stats.expired(waited)
+                    raise caller.dropped("in the model's executor queue")
+                if waited > PROBE_AFTER_SECONDS and loop is not None and _gone(caller, loop):
+                    self.stats.left(waited)
+                    raise caller.dropped("in the model's executor queue")
+            self.stats.started(waited)
             try:
                 results = context.run(compute, features, methods)
                 return results, self._clock() - started

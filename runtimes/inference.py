@@ -15,6 +15,7 @@ import numpy as np
 from mlserver.types import ResponseOutput, TensorData
 
 from .classification import classify
+from .construct import construct
 from .errors import EstimatorRejectedInput, PredictionFailed
 from .schema import numpy_to_datatype
 
@@ -60,12 +61,15 @@ def to_response_output(name: str, values: np.ndarray) -> ResponseOutput:
         values = values.astype(canonical, copy=False)
     elif values.dtype.kind != "O":
         values = values.astype(object)
-    return ResponseOutput.model_construct(
-        name=name,
-        datatype=numpy_to_datatype(values.dtype),
-        shape=list(values.shape),
-        data=TensorData.model_construct(root=values),
-        parameters=None,
+    return construct(
+        ResponseOutput,
+        {
+            "name": name,
+            "datatype": numpy_to_datatype(values.dtype),
+            "shape": list(values.shape),
+            "data": construct(TensorData, {"root": values}),
+            "parameters": None,
+        },
     )
 
 

@@ -12,7 +12,7 @@ then MLServer's.
 import difflib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -416,6 +416,12 @@ class PredictionLogSettings(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"redact names an input twice: {value}")
         return value
+
+    def unknown_redactions(self, inputs: Sequence[str]) -> list[str]:
+        """``redact`` names that are not among the model's ``inputs``: a typo there would
+        leave the input it meant unredacted, so the load refuses them."""
+        known = set(inputs)
+        return [name for name in self.redact if name not in known]
 
     @property
     def file_path(self) -> Path | None:

@@ -28,6 +28,7 @@ from .compiled.backend import BackendChoice, choose_backend
 from .compiled.predictor import run_compiled
 from .compiled.tolerance import disagreement
 from .constraints import Constraints, build_constraints
+from .construct import construct
 from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .execution import ModelExecution, start_execution, stop_execution
@@ -79,6 +80,7 @@ class SklearnRuntime(V2Runtime):
             self._constraints = build_constraints(
                 self._schema, self._extra, self._settings.max_batch_size, self.name
             )
+            self._check_redactions()
             self._backend = await asyncio.to_thread(
                 choose_backend,
                 self.name,
@@ -115,6 +117,19 @@ class SklearnRuntime(V2Runtime):
         )
         self._batcher = self._choose_batching(example, self._execution)
         return True
+
+    def _check_redactions(self) -> None:
+        log = self._extra.prediction_log
+        if log is None:
+            return
+        inputs = [spec.name for spec in self._schema.inputs]
+        unknown = log.unknown_redactions(inputs)
+        if unknown:
+            raise SettingsError(
+                f"model '{self.name}' prediction_log.redact",
+                f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not "
+                f"an input of the model (inputs: {', '.join(map(repr, inputs))})",
+            )
 
     def _with_derived_outputs(self, declared: Sequence[MetadataTensor]) -> list[MetadataTensor]:
         """An artifact's declared outputs (an MLflow signature types ``predict``) plus the
@@ -236,7 +251,7 @@ class SklearnRuntime(V2Runtime):
         return results
 
     async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
-        clock = PhaseClock(phases)
+        clock = PhaseClock()
         features = decode_features(
             self.name,
             self._schema,
@@ -246,19 +261,22 @@ class SklearnRuntime(V2Runtime):
         )
         methods = requested_outputs(self.name, self._schema, payload.outputs)
         top_k = classification_requests(self.name, payload.outputs)
-        clock.lap("input")
+        phases.input_ns += clock.lap()
         results = await self._results(features, methods, phases, caller_of(payload))
-        clock.lap("infer")
+        phases.infer_ns += clock.lap()
         outputs = build_outputs(self.name, results, methods, top_k, self._labels)
         if not self.services.encodes_numpy:
             outputs = [as_python_lists(output) for output in outputs]
-        clock.lap("output")
-        return InferenceResponse.model_construct(
-            model_name=self.name,
-            model_version=self.version,
-            id=payload.id,
-            parameters=None,
-            outputs=outputs,
+        phases.output_ns += clock.lap()
+        return construct(
+            InferenceResponse,
+            {
+                "model_name": self.name,
+                "model_version": self.version,
+                "id": payload.id,
+                "parameters": None,
+                "outputs": outputs,
+            },
         )
 
     def describe(self) -> RuntimeDescription:

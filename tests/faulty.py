@@ -33,7 +33,14 @@ class FailsOnRows(ClassifierMixin, BaseEstimator):
 
 
 class Slow(ClassifierMixin, BaseEstimator):
-    """A LogisticRegression that sleeps ``seconds`` in every predict, to hold requests in flight."""
+    """A LogisticRegression that sleeps ``seconds`` in every predict of real rows, to hold
+    requests in flight.
+
+    A call whose rows are all zeros answers at once: the server's warm-up and load-time
+    probes build such rows from the schema, and at ``seconds`` each they made every load
+    (and every reload in a new worker) take several seconds. A server would now measure
+    the model as fast, so its settings pin ``batching`` and ``execution`` to what a slow
+    model is given (``SLOW_SETTINGS``)."""
 
     def __init__(self, seconds: float = 1.0):
         self.seconds = seconds
@@ -45,8 +52,15 @@ class Slow(ClassifierMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        time.sleep(self.seconds)
-        return self.inner_.predict(np.asarray(X))
+        rows = np.asarray(X)
+        if rows.any():
+            time.sleep(self.seconds)
+        return self.inner_.predict(rows)
+
+
+SLOW_SETTINGS = {"inference_backend": "sklearn", "batching": "on", "execution": "thread"}
+"""``parameters.extra`` for a ``Slow`` model: what ``auto`` chooses for a model whose warm-up
+takes seconds (batched, and off the event loop), stated rather than measured."""
 
 
 def iris_fitted(estimator: Any) -> Any:

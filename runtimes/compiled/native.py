@@ -8,6 +8,7 @@ arithmetic is sklearn's own in float64, and the result is verified at load again
 estimator on the same rows as the ONNX path, with the same fallback (backend.py).
 """
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,17 @@ SCALERS: dict[type, Callable[[Any], Transform]] = {
 }
 
 
+_SMALL = 32
+
+
+def finite(array: np.ndarray) -> bool:
+    """Every value finite. For a few values a Python loop is cheaper than numpy's ufunc
+    and reduction (as in ``runtimes.validation``)."""
+    if array.size <= _SMALL:
+        return all(map(math.isfinite, array.flat))
+    return bool(np.isfinite(array).all())
+
+
 def _steps(estimator: Any) -> list[Any]:
     if type(estimator) is Pipeline:
         return [step for _, step in estimator.steps if step not in (None, "passthrough")]
@@ -98,7 +110,7 @@ class NativePredictor:
             array = features[self.input_names].to_numpy(dtype=np.float64)
         else:
             array = np.asarray(features, dtype=np.float64)
-        if array.ndim != 2 or not np.isfinite(array).all():
+        if array.ndim != 2 or not finite(array):
             return None
         return {"x": array}
 

@@ -4,7 +4,8 @@ inference logger (kserve/kserve ``pkg/logger``), so the same consumers read both
 - Types ``org.kubeflow.serving.inference.request`` and ``.response``; both events of a
   prediction carry the request id as ``id`` (as KServe's do), so they pair up.
 - KServe's extensions ``inferenceservicename`` (the model), ``namespace``, ``component``
-  and ``endpoint``; v2serve adds ``modelversion`` (the version that served) to both, and
+  and ``endpoint``; v2serve adds ``modelversion`` (the version that served, or the one
+  asked for, "" for none, by a request refused before a version took it) to both, and
   ``status`` (the HTTP status answered) and ``latencyus`` (data-plane latency) to the
   response event.
 - ``data`` is the V2 JSON body, with every tensor decoded to a flat, row-major ``data``
@@ -116,7 +117,8 @@ def prediction_events(
     common: dict[str, str | int] = {
         "specversion": SPEC_VERSION,
         "id": event_id,
-        "source": f"/v2/models/{prediction.model}/versions/{prediction.version}",
+        "source": f"/v2/models/{prediction.model}"
+        + (f"/versions/{prediction.version}" if prediction.version else ""),
         "inferenceservicename": prediction.model,
         "namespace": origin.namespace,
         "component": origin.component,

@@ -1,5 +1,10 @@
 """Prediction logging: a model's requests and responses, successes and failures, as
-CloudEvents (``prediction_events``) to an HTTP sink or a JSON-lines file.
+CloudEvents (``prediction_events``) to an HTTP sink or a JSON-lines file. Failures
+include requests the model never ran: refused in validation (400), dropped at their
+deadline (504), refused by a known model before a version took them (404 for a version
+that is not served, 429, 503: logged under the version asked for). A request to a model
+that is not loaded at all, or whose body could not be decoded into a request (a 400 of
+the protocol adapter), has no model settings to follow and is not logged.
 
 Off unless a model's ``parameters.extra.prediction_log`` says where
 (``runtimes.settings.PredictionLogSettings``). The data plane calls ``offer`` once per
@@ -126,8 +131,11 @@ class PredictionLog:
         response: InferenceResponse | None,
         error: BaseException | None,
         elapsed_ns: int,
+        version: str | None = None,
     ) -> None:
-        """Queue one served request if its model logs predictions and it is sampled."""
+        """Queue one request if its model logs predictions and it is sampled. ``version``:
+        for a request refused before a version took it (404 for an unknown version, 429,
+        503), the version it asked for ("" for none), logged instead of ``model``'s."""
         entry = self._entries.get(id(model))
         if entry is None:
             entry = self._watch(model)
@@ -137,7 +145,7 @@ class PredictionLog:
         if settings.sample < 1.0 and self._random() >= settings.sample:
             return
         try:
-            self._enqueue(entry, settings, payload, response, error, elapsed_ns)
+            self._enqueue(entry, settings, payload, response, error, elapsed_ns, version)
         except Exception:  # a logging fault must never fail the request it logs
             logger.exception("prediction log: could not queue a prediction")
 
@@ -168,6 +176,7 @@ class PredictionLog:
         response: InferenceResponse | None,
         error: BaseException | None,
         elapsed_ns: int,
+        version: str | None = None,
     ) -> None:
         labels = entry.labels
         pending = self._pending.get(labels, 0)
@@ -177,8 +186,9 @@ class PredictionLog:
         queue = self._queue
         if queue is None:
             queue = self._queue = asyncio.Queue()
+        served = labels[1] if version is None else version
         prediction = Prediction(
-            labels[0], labels[1], payload, response, error, elapsed_ns, self._wall_clock()
+            labels[0], served, payload, response, error, elapsed_ns, self._wall_clock()
         )
         self._pending[labels] = pending + 1
         queue.put_nowait(_Queued(prediction, entry))

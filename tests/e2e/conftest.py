@@ -10,7 +10,7 @@ This process imports ``tritonclient.grpc``, whose protobuf symbols clash with
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "V2SERVE",
     "RunningServer",
     "build_repository",
+    "copy_models",
     "free_port",
     "holds_for",
     "start_server",
@@ -88,6 +89,17 @@ def build_repository(target: Path) -> Path:
         shutil.copy(target / "iris" / "1" / "model.joblib", typed / "1" / "model.joblib")
         tensor = {"name": "input-0", "datatype": datatype, "shape": [-1, 4]}
         (typed / "model-settings.json").write_text(json.dumps({"inputs": [tensor]}))
+    return target
+
+
+def copy_models(repository: Path, target: Path, names: Iterable[str]) -> Path:
+    """A repository of only ``names``, copied from the session's trained one.
+
+    Loading is most of a server's start-up (every model is converted and verified), so a
+    server started for a handful of tests loads only the models they call: the full
+    repository takes several times as long, and training it again longer still."""
+    for name in names:
+        shutil.copytree(repository / name, target / name)
     return target
 
 

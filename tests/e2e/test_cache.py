@@ -23,7 +23,7 @@ from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import wine_frame
 
 from .clients import infer, make_client
-from .conftest import RunningServer, build_repository, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_server, stop_server
 
 IRIS = np.ascontiguousarray(load_iris().data[::30][:5], dtype=np.float64)
 
@@ -37,20 +37,24 @@ def _add_model(repository: Path, name: str, artifact: Path, settings: dict | Non
 
 
 @pytest.fixture(scope="module")
-def cached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    repository = build_repository(tmp_path_factory.mktemp("cache-repo") / "model-repository")
-    iris_v1 = repository / "iris" / "1" / "model.joblib"
-    iris_v2 = repository / "iris" / "2" / "model.joblib"
+def cached(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Iterator[RunningServer]:
+    served = copy_models(
+        repository,
+        tmp_path_factory.mktemp("cache-repo") / "model-repository",
+        ["iris", "diabetes", "wine-columns", "breast-cancer"],
+    )
+    iris_v1 = served / "iris" / "1" / "model.joblib"
+    iris_v2 = served / "iris" / "2" / "model.joblib"
     # Both say cache_enabled, so MLServer's own cache (keyed without the model) would
     # serve one twin's answer to the other if it ran.
-    _add_model(repository, "twin-1", iris_v1, {"cache_enabled": True})
-    _add_model(repository, "twin-2", iris_v2, {"cache_enabled": True})
-    _add_model(repository, "swap", iris_v1)
-    _add_model(repository, "uncached", iris_v1, {"cache_enabled": False})
-    _add_model(repository, "nan-ok", iris_v1, {"parameters": {"extra": {"allow_nan": True}}})
+    _add_model(served, "twin-1", iris_v1, {"cache_enabled": True})
+    _add_model(served, "twin-2", iris_v2, {"cache_enabled": True})
+    _add_model(served, "swap", iris_v1)
+    _add_model(served, "uncached", iris_v1, {"cache_enabled": False})
+    _add_model(served, "nan-ok", iris_v1, {"parameters": {"extra": {"allow_nan": True}}})
     running = start_server(
         tmp_path_factory.mktemp("cache-server"),
-        repository,
+        served,
         env={"MLSERVER_CACHE_ENABLED": "true", "MLSERVER_CACHE_SIZE": "500"},
     )
     yield running

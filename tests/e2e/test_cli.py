@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import V2SERVE, start_server, stop_server, wait_until
+from .conftest import V2SERVE, copy_models, start_server, stop_server, wait_until
+
+SMALL = {"iris", "diabetes"}
 
 
 def test_a_bare_pickle_is_served_with_defaults(server, estimators):
@@ -36,22 +38,29 @@ def test_environment_beats_settings_file(server, file_ports):
     assert requests.get(f"{server.base}/v2/health/live").status_code == 200
 
 
-def test_flag_beats_environment_and_sigint_stops_cleanly(tmp_path, repository):
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, repository):
+    """Two models of the session's repository: these tests start their own servers, and
+    what they check is where the repository comes from, not what is in it."""
+    return copy_models(repository, tmp_path_factory.mktemp("cli") / "model-repository", SMALL)
+
+
+def test_flag_beats_environment_and_sigint_stops_cleanly(tmp_path, small):
     running = start_server(
         tmp_path,
-        repository,
+        small,
         env={"MLSERVER_MODEL_REPOSITORY_ROOT": str(tmp_path / "empty")},
     )
     models = requests.post(f"{running.base}/v2/repository/index", json={}).json()
-    assert {m["name"] for m in models} >= {"iris", "diabetes", "breast-cancer"}
+    assert {m["name"] for m in models} == SMALL
     assert stop_server(running, signal.SIGINT) == 0
 
 
-def test_environment_repository_root_is_honoured(tmp_path, repository):
+def test_environment_repository_root_is_honoured(tmp_path, small):
     running = start_server(
         tmp_path,
-        repository,
-        env={"MLSERVER_MODEL_REPOSITORY_ROOT": str(repository)},
+        small,
+        env={"MLSERVER_MODEL_REPOSITORY_ROOT": str(small)},
         extra_args=[],
     )
     assert requests.get(f"{running.base}/v2/models/diabetes").status_code == 200

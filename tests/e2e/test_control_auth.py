@@ -7,7 +7,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from .conftest import RunningServer, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_server, stop_server
 from .reliability import IRIS, rest_infer
 
 TOKEN = "s3cret-control-token-0e1f"
@@ -33,7 +33,8 @@ GUARDED_REST = [
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory, repository) -> Iterator[RunningServer]:
     workdir = tmp_path_factory.mktemp("guarded")
-    server = start_server(workdir, repository, env={"V2SERVE_CONTROL_TOKEN": TOKEN})
+    iris = copy_models(repository, workdir / "model-repository", ["iris"])  # all they call
+    server = start_server(workdir, iris, env={"V2SERVE_CONTROL_TOKEN": TOKEN})
     yield server
     assert stop_server(server) == 0, server.log_text()
     assert TOKEN not in server.log_text()

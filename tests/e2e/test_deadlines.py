@@ -330,13 +330,15 @@ def test_a_cancelled_grpc_call_is_not_run_if_queued_and_not_cached_if_running(
         client.close()
 
 
-def _post_and_leave_open(server: RunningServer, X: np.ndarray) -> socket.socket:
+def _post_and_leave_open(
+    server: RunningServer, X: np.ndarray, model: str = "gated"
+) -> socket.socket:
     body = orjson.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                                      "data": X.ravel().tolist()}]})  # fmt: skip
     sock = socket.create_connection((server.http_url.split(":")[0], server.http_port), timeout=30)
     sock.sendall(
-        b"POST /v2/models/gated/infer HTTP/1.1\r\nHost: test\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: test\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     return sock
 
@@ -367,6 +369,29 @@ def test_a_closed_rest_connection_is_not_run_if_queued_and_not_cached_if_running
     finally:
         client.close()
     assert gate.started(running) == 2, "the answer of a closed connection was cached"
+    assert gate.started(queued) == 0
+
+
+def test_a_closed_rest_connection_queued_in_the_models_executor_is_not_run(
+    server: RunningServer, gate: Gate
+) -> None:
+    """No batcher: the queued call waits for the model's only thread; when the thread
+    takes it, the event loop's probe finds its connection closed (499, never run)."""
+    model = "gated-thread"
+    running, queued = next(TAGS), next(TAGS)
+    cancelled = failures(server, model, "cancelled")
+    first = _post_and_leave_open(server, row(running), model)
+    poll(lambda: gate.started(running) == 1, "the first request runs")
+    second = _post_and_leave_open(server, row(queued), model)
+    poll(lambda: inflight(server, model) == 2, "the second request queued")
+    second.close()
+    # The end-of-stream reached the server before this request did.
+    assert requests.get(f"{server.base}/v2/health/live", timeout=10).status_code == 200
+    gate.release(running, queued)
+    poll(lambda: gate.ended(running) == 1, "the running request completes")
+    poll(lambda: inflight(server, model) == 0, "both requests finished")
+    first.close()
+    assert failures(server, model, "cancelled") == cancelled + 1
     assert gate.started(queued) == 0
 
 

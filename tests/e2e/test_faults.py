@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import write_artifact
-from tests.faulty import FailsOnRows, Slow, iris_fitted
+from tests.faulty import SLOW_SETTINGS, FailsOnRows, Slow, iris_fitted
 
 from .conftest import RunningServer, start_server, stop_server
 from .reliability import IRIS, PYTHONPATH, rest_infer, wait_for
@@ -41,7 +41,7 @@ def _repository(root: Path) -> Path:
 
 def _with_slow_model(root: Path) -> Path:
     write_artifact(SLOW, root / "slow" / "1" / "model.joblib")
-    settings = {"parameters": {"extra": {"inference_backend": "sklearn", "batching": "on"}}}
+    settings = {"parameters": {"extra": SLOW_SETTINGS}}
     (root / "slow" / "model-settings.json").write_text(json.dumps(settings))
     return root
 

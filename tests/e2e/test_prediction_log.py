@@ -253,6 +253,31 @@ def test_a_bad_request_over_grpc_is_logged_with_its_400(logged: Logged):
     assert request.data["inputs"][0]["data"] == [1.0, 1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_request_for_a_version_the_model_does_not_serve_is_logged_with_its_404(
+    logged: Logged, protocol: str
+):
+    """Refused before any version ran it (issue 16: failures too), under the version asked
+    for; its inputs are in the request event as for a served request."""
+    event_id = f"{protocol}-unserved-version"
+    if protocol == "http":
+        client: Any = httpclient.InferenceServerClient(url=logged.server.http_url)
+        tensor: Any = httpclient.InferInput("input-0", list(X.shape), "FP64")
+        tensor.set_data_from_numpy(X, binary_data=True)
+    else:
+        client = grpcclient.InferenceServerClient(url=logged.server.grpc_url)
+        tensor = grpcclient.InferInput("input-0", list(X.shape), "FP64")
+        tensor.set_data_from_numpy(X)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("iris-logged", [tensor], model_version="7", request_id=event_id)
+    assert caught.value.status() in ("404", "StatusCode.NOT_FOUND"), caught.value
+    request, response = _pair(logged.receiver, event_id)
+    assert response.headers["ce-status"] == "404"
+    assert response.headers["ce-modelversion"] == request.headers["ce-modelversion"] == "7"
+    assert response.data["error"] in str(caught.value.message())
+    assert request.data["inputs"][0]["data"] == X.reshape(-1).tolist()
+
+
 def test_bytes_over_grpc_raw_contents_are_logged_as_strings(logged: Logged):
     frame = wine_frame().iloc[[0, 100]]
     client = grpcclient.InferenceServerClient(url=logged.server.grpc_url)

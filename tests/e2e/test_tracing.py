@@ -29,7 +29,7 @@ import tritonclient.http as httpclient
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from .conftest import RunningServer, start_server, stop_server
+from .conftest import RunningServer, copy_models, start_server, stop_server
 
 IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
 DIABETES = np.full((1, 10), 0.01)
@@ -172,11 +172,20 @@ def _traced_server(workdir: Any, repository: Any, env: dict[str, str]) -> Runnin
 
 
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory, repository, http_receiver) -> Iterator[tuple[RunningServer, Received]]:
+def traced_models(tmp_path_factory, repository) -> Any:
+    """The models these tests call, from the session's repository (both servers)."""
+    target = tmp_path_factory.mktemp("traced-models") / "model-repository"
+    return copy_models(repository, target, ["iris", "diabetes", "bare"])
+
+
+@pytest.fixture(scope="module")
+def traced(
+    tmp_path_factory, traced_models, http_receiver
+) -> Iterator[tuple[RunningServer, Received]]:
     endpoint, received = http_receiver
     server = _traced_server(
         tmp_path_factory.mktemp("traced-http"),
-        repository,
+        traced_models,
         {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint},
     )
     yield server, received
@@ -185,12 +194,12 @@ def traced(tmp_path_factory, repository, http_receiver) -> Iterator[tuple[Runnin
 
 @pytest.fixture(scope="module")
 def traced_grpc(
-    tmp_path_factory, repository, grpc_receiver
+    tmp_path_factory, traced_models, grpc_receiver
 ) -> Iterator[tuple[RunningServer, Received]]:
     endpoint, received = grpc_receiver
     server = _traced_server(
         tmp_path_factory.mktemp("traced-grpc"),
-        repository,
+        traced_models,
         {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
     )
     yield server, received

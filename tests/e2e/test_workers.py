@@ -18,7 +18,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import write_artifact
-from tests.faulty import Slow, iris_fitted
+from tests.faulty import SLOW_SETTINGS, Slow, iris_fitted
 
 from .conftest import RunningServer, start_server, stop_server
 from .reliability import IRIS, PYTHONPATH, rest_infer, wait_for
@@ -35,7 +35,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
     for name, versions in (("slow", ["1"]), ("slow-drop", ["1", "2"])):
         for version in versions:
             write_artifact(SLOW, repo / name / version / "model.joblib")
-        settings = {"parameters": {"extra": {"inference_backend": "sklearn"}}}
+        settings = {"parameters": {"extra": SLOW_SETTINGS}}
         (repo / name / "model-settings.json").write_text(json.dumps(settings))
     env = {
         **PYTHONPATH,

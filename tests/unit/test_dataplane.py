@@ -1,6 +1,7 @@
 """V2DataPlane in-process: readiness, 404s that list versions, 503 loading, 429, in-flight."""
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mlserver.types import InferenceRequest, RequestInput
 from runtimes.dataplane import V2DataPlane
 from runtimes.errors import ModelUnavailable, NotReady, TooManyRequests
 from runtimes.extensions.statistics import Statistics
+from runtimes.observability.prediction_log import PredictionLog
 from runtimes.repository.lifecycle import VersionLifecycle
 from runtimes.settings import ServerOptions
 
@@ -165,3 +167,61 @@ def test_metadata_lists_the_ready_versions(tmp_path, lifecycle, plane):
         assert metadata.versions == ["2", "10"]
 
     asyncio.run(scenario())
+
+
+def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycle):
+    """Issue 16: prediction logging covers failures the model never ran too: a version
+    it does not serve (404), past its in-flight limit (429), a version still loading
+    (503), each under the version asked for. A model that is not loaded has no settings
+    to follow: nothing is logged for it."""
+    log_file = tmp_path / "predictions.jsonl"
+    prediction_log = PredictionLog()
+    plane = V2DataPlane(
+        Settings(), lifecycle.registry, lifecycle.states,
+        ServerOptions(max_inflight_per_model=1), lifecycle.inflight, Statistics(),
+        prediction_log=prediction_log,
+    )  # fmt: skip
+
+    def logged(name: str, version: str, content: str = "ok") -> ModelSettings:
+        settings = _settings(tmp_path, name, version, content)
+        assert settings.parameters is not None
+        settings.parameters.extra = {"prediction_log": {"sink": log_file.as_uri()}}
+        return settings
+
+    async def scenario() -> None:
+        await lifecycle.load(logged("m", "1"))
+        with pytest.raises(ModelUnavailable):
+            await plane.infer(REQUEST.model_copy(update={"id": "unknown-version"}), "m", "5")
+        with pytest.raises(ModelUnavailable):
+            await plane.infer(REQUEST.model_copy(update={"id": "unknown-model"}), "nope")
+        GATES[("m", "predict-1")] = asyncio.Event()
+        first = asyncio.create_task(plane.infer(REQUEST.model_copy(update={"id": "served"}), "m"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests):
+            await plane.infer(REQUEST.model_copy(update={"id": "too-many"}), "m")
+        GATES[("m", "predict-1")].set()
+        await first
+        loading = asyncio.create_task(lifecycle.load(logged("m", "2", "gate")))
+        await ENTERED.setdefault(("m", "2"), asyncio.Event()).wait()
+        with pytest.raises(NotReady):
+            await plane.infer(REQUEST.model_copy(update={"id": "loading"}), "m", "2")
+        GATES[("m", "2")].set()
+        await loading
+        await prediction_log.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release_metrics(plane)
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    responses = {e["id"]: e for e in events if e["type"].endswith(".response")}
+    assert set(responses) == {"unknown-version", "served", "too-many", "loading"}
+    outcome = {key: (e["status"], e["modelversion"]) for key, e in responses.items()}
+    assert outcome["unknown-version"] == (404, "5")
+    assert outcome["served"] == (200, "1")
+    assert outcome["too-many"] == (429, "")
+    assert outcome["loading"] == (503, "2")
+    assert "no version '5'" in responses["unknown-version"]["data"]["error"]
+    requests = {e["id"]: e for e in events if e["type"].endswith(".request")}
+    assert requests["too-many"]["data"]["inputs"][0]["data"] == [1.0]

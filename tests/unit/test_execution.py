@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from runtimes.deadlines import Caller, Deadline
-from runtimes.errors import DeadlineExceeded
+from runtimes.errors import CallerGone, DeadlineExceeded
 from runtimes.execution import (
     MEASURE_ROWS,
     OFF_LOOP_SECONDS,
@@ -401,3 +401,64 @@ def test_a_call_on_the_loop_is_not_dropped_it_never_waited():
     finally:
         execution.shutdown()
     assert calls == [1]
+
+
+def test_a_queued_call_whose_caller_left_is_dropped_after_asking_the_loop():
+    """The first call holds the only thread and moves the clock on a second: the queued
+    call waited, so it asks its caller's probe (on the event loop) and is not run."""
+    clock = FakeClock()
+    gate = threading.Event()
+    calls: list[int] = []
+    probed_on: list[threading.Thread] = []
+
+    def gone() -> bool:
+        probed_on.append(threading.current_thread())
+        return True
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        assert gate.wait(timeout=30)
+        calls.append(len(features))
+        clock.now += 1.0
+        return {"p": np.zeros(len(features))}
+
+    execution = ModelExecution("m", "1", "thread", 1, None, clock=clock)
+    now = time.monotonic()
+
+    async def scenario() -> tuple[Any, Any]:
+        first = execution.submit(compute, np.zeros((1, 4)), ["p"], Caller("m", now))
+        left = execution.submit(compute, np.zeros((2, 4)), ["p"], Caller("m", now, gone=gone))
+        gate.set()
+        waited = [asyncio.wrap_future(first), asyncio.wrap_future(left)]
+        return tuple(await asyncio.gather(*waited, return_exceptions=True))
+
+    try:
+        first, left = asyncio.run(scenario())
+    finally:
+        gate.set()
+        execution.shutdown()
+    assert len(first[0]["p"]) == 1
+    assert isinstance(left, CallerGone) and left.status_code == 499, left
+    assert "executor queue" in str(left)
+    assert calls == [1]
+    assert probed_on == [threading.main_thread()]  # the probe ran on the event loop
+    assert execution.stats.waiting == 0 and execution.stats.dropped == 0
+
+
+def test_a_call_that_did_not_wait_does_not_probe_its_caller():
+    probes: list[int] = []
+
+    def gone() -> bool:
+        probes.append(1)
+        return True
+
+    execution = ModelExecution("m", "1", "thread", 1, None, clock=FakeClock())
+    compute = costing(FakeClock(), 0.0, 0.0)
+    try:
+        results = asyncio.run(
+            execution.run(
+                compute, np.zeros((1, 4)), ["p"], Caller("m", time.monotonic(), gone=gone)
+            )
+        )
+    finally:
+        execution.shutdown()
+    assert len(results["p"]) == 1 and probes == []

@@ -1,4 +1,6 @@
-"""v2serve's gRPC interceptor keeps each handler's kind, counts and logs every call."""
+"""v2serve's gRPC call observer keeps each handler's kind, counts and logs every call, the
+same whether it runs as an interceptor or wraps each method's handler once (the server's
+choice without a control token); every test runs both ways."""
 
 import asyncio
 import logging
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from runtimes.errors import ModelUnavailable
 from runtimes.protocol.grpc.errors import abort
-from runtimes.protocol.grpc.observe import CallObserver, GrpcMetrics
+from runtimes.protocol.grpc.observe import CallObserver, GrpcMetrics, ObservedHandlers
 from tests.unit.grpc_context import FakeContext
 
 
@@ -45,12 +47,30 @@ HANDLERS = {
 }
 
 
-async def _observed(observer: CallObserver, method: str) -> grpc.RpcMethodHandler:
-    async def continuation(details: Any) -> grpc.RpcMethodHandler:
-        return HANDLERS[details.method.rsplit("/", 1)[-1]]
+@pytest.fixture(params=["interceptor", "handlers"])
+def way(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
-    details = SimpleNamespace(method=f"/test.Service/{method}", invocation_metadata=())
-    return await observer.intercept_service(continuation, details)
+
+def observing(observer: CallObserver, way: str, service: str = "test.Service") -> Any:
+    """An async function from a method's name to its observed handler, observed ``way``."""
+    if way == "interceptor":
+
+        async def intercepted(method: str) -> grpc.RpcMethodHandler:
+            async def continuation(details: Any) -> grpc.RpcMethodHandler:
+                return HANDLERS[details.method.rsplit("/", 1)[-1]]
+
+            details = SimpleNamespace(method=f"/{service}/{method}", invocation_metadata=())
+            return await observer.intercept_service(continuation, details)
+
+        return intercepted
+    handlers = ObservedHandlers(grpc.method_handlers_generic_handler(service, HANDLERS), observer)
+
+    async def wrapped(method: str) -> grpc.RpcMethodHandler:
+        details = SimpleNamespace(method=f"/{service}/{method}", invocation_metadata=())
+        return handlers.service(details)
+
+    return wrapped
 
 
 async def _items(*items: Any) -> AsyncIterator[Any]:
@@ -64,15 +84,15 @@ def _value(registry: CollectorRegistry, name: str, method: str, **labels: str) -
     )
 
 
-def test_every_handler_kind_keeps_its_kind_and_is_counted(caplog):
+def test_every_handler_kind_keeps_its_kind_and_is_counted(caplog, way):
     registry = CollectorRegistry()
-    observer = CallObserver(GrpcMetrics(registry), access_log=True)
+    observed = observing(CallObserver(GrpcMetrics(registry), access_log=True), way)
 
     async def main() -> list[Any]:
-        unary = await _observed(observer, "Unary")
-        server_stream = await _observed(observer, "ServerStream")
-        client_stream = await _observed(observer, "ClientStream")
-        bidi = await _observed(observer, "Bidi")
+        unary = await observed("Unary")
+        server_stream = await observed("ServerStream")
+        client_stream = await observed("ClientStream")
+        bidi = await observed("Bidi")
         assert unary.unary_unary and server_stream.unary_stream
         assert client_stream.stream_unary and bidi.stream_stream
         context = FakeContext()
@@ -105,12 +125,12 @@ def test_every_handler_kind_keeps_its_kind_and_is_counted(caplog):
     assert sum("/test.Service/" in line for line in logged) == 5
 
 
-def test_a_stream_closed_by_the_client_is_cancelled():
+def test_a_stream_closed_by_the_client_is_cancelled(way):
     registry = CollectorRegistry()
-    observer = CallObserver(GrpcMetrics(registry), access_log=False)
+    observed = observing(CallObserver(GrpcMetrics(registry), access_log=False), way)
 
     async def main() -> None:
-        handler = await _observed(observer, "ServerStream")
+        handler = await observed("ServerStream")
         stream = handler.unary_stream(10, FakeContext())
         assert await anext(stream) == 0
         await stream.aclose()
@@ -120,17 +140,26 @@ def test_a_stream_closed_by_the_client_is_cancelled():
     assert _value(registry, "grpc_server_handled_total", "ServerStream", **labels) == 1
 
 
-def test_health_checks_are_not_logged_and_nothing_without_metrics(caplog):
-    observer = CallObserver(None, access_log=True)
+def test_health_checks_are_not_logged_and_nothing_without_metrics(caplog, way):
+    observed = observing(CallObserver(None, access_log=True), way, "grpc.health.v1.Health")
 
     async def main() -> Any:
-        async def continuation(details: Any) -> grpc.RpcMethodHandler:
-            return HANDLERS["Unary"]
-
-        details = SimpleNamespace(method="/grpc.health.v1.Health/Check", invocation_metadata=())
-        handler = await observer.intercept_service(continuation, details)
+        handler = await observed("Unary")
         return await handler.unary_unary(1, FakeContext())
 
     with caplog.at_level(logging.INFO, logger="v2serve.grpc.access"):
         assert asyncio.run(main()) == 2
     assert not caplog.records
+
+
+def test_each_method_is_wrapped_once_and_unknown_methods_stay_unknown():
+    generic = grpc.method_handlers_generic_handler("test.Service", HANDLERS)
+    handlers = ObservedHandlers(generic, CallObserver(None, access_log=False))
+
+    def details(method: str) -> Any:
+        return SimpleNamespace(method=f"/test.Service/{method}", invocation_metadata=())
+
+    first = handlers.service(details("Unary"))
+    assert first is handlers.service(details("Unary"))
+    assert first is not HANDLERS["Unary"] and first.unary_unary is not None
+    assert handlers.service(details("Missing")) is None

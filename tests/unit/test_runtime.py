@@ -171,3 +171,23 @@ def test_infer_fills_the_phases_it_is_given(tmp_path):
     asyncio.run(runtime.infer(request(X[:4], "predict"), phases))
     assert phases.input_ns > 0 and phases.infer_ns > 0 and phases.output_ns > 0
     assert phases.queue_ns == 0  # the data plane's, not the runtime's
+
+
+def test_redact_names_that_are_not_inputs_are_refused_at_load_naming_them(tmp_path):
+    """A typo in ``redact`` would leave the input it meant in the log, unredacted."""
+    log = {"sink": (tmp_path / "log.jsonl").as_uri(), "redact": ["input-0", "ssn", "input_0"]}
+    path = folder_with(tmp_path, parameters={"uri": "./", "extra": {"prediction_log": log}})
+    runtime = SklearnRuntime(ModelSettings.parse_file(str(path)))
+    with pytest.raises(ModelLoadFailed) as caught:
+        asyncio.run(runtime.load())
+    message = str(caught.value)
+    assert "prediction_log.redact" in message
+    assert "'ssn', 'input_0' are not an input of the model" in message
+    assert "(inputs: 'input-0')" in message
+
+
+def test_redact_names_of_the_models_inputs_load(tmp_path):
+    log = {"sink": (tmp_path / "log.jsonl").as_uri(), "redact": ["input-0"]}
+    path = folder_with(tmp_path, parameters={"uri": "./", "extra": {"prediction_log": log}})
+    runtime = loaded(path)
+    assert answer(runtime, X[:2], "predict").tolist() == ESTIMATOR.predict(X[:2]).tolist()

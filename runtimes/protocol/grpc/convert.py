@@ -22,6 +22,7 @@ from mlserver.types import (
     TensorData,
 )
 
+from ...construct import construct, empty_parameters
 from ...errors import InvalidInput, InvalidPayload
 from ...validation import check_parameters
 from ..tensors import decode_raw, encode_raw
@@ -139,27 +140,34 @@ def to_inference_request(
         else:
             data = typed_contents(model, tensor, large)
         inputs.append(
-            RequestInput.model_construct(
-                name=tensor.name,
-                shape=shape,
-                datatype=tensor.datatype,
-                parameters=_parameters(input_values),
-                data=TensorData.model_construct(root=data),
+            construct(
+                RequestInput,
+                {
+                    "name": tensor.name,
+                    "shape": shape,
+                    "datatype": tensor.datatype,
+                    "parameters": _parameters(input_values),
+                    "data": construct(TensorData, {"root": data}),
+                },
             )
         )
     outputs = [
-        RequestOutput.model_construct(
-            name=output.name, parameters=_parameters(read_parameters(output.parameters))
+        construct(
+            RequestOutput,
+            {"name": output.name, "parameters": _parameters(read_parameters(output.parameters))},
         )
         for output in request.outputs
     ]
-    parameters = Parameters.model_construct(**values)
+    parameters = Parameters.model_construct(**values) if values else empty_parameters()
     parameters.headers = headers
-    return InferenceRequest.model_construct(
-        id=request.id or None,
-        parameters=parameters,
-        inputs=inputs,
-        outputs=outputs or None,
+    return construct(
+        InferenceRequest,
+        {
+            "id": request.id or None,
+            "parameters": parameters,
+            "inputs": inputs,
+            "outputs": outputs or None,
+        },
     )
 
 

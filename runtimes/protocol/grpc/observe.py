@@ -1,4 +1,6 @@
-"""v2serve's gRPC interceptor: request metrics and the access log, for every handler kind.
+"""v2serve's gRPC call observer: request metrics and the access log, for every handler kind,
+wrapped around each method's handler once (``ObservedHandlers``) or, behind another
+interceptor, as the first interceptor (``CallObserver``).
 
 MLServer's ``PromServerInterceptor`` wraps every handler as a unary coroutine, so a
 unary-stream method such as ``grpc.health.v1.Health/Watch`` failed at once ("object
@@ -172,15 +174,44 @@ class CallObserver(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        return self.observe(handler_call_details.method, handler)
+
+    def observe(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` of ``method`` with each of its calls counted and logged."""
         kind = _grpc_type(handler)
         log = self.access_log and not any(rpc in method for rpc in HEALTH_RPCS)
-        metrics = self.metrics
+        counts = self.metrics.counts(method, kind) if self.metrics is not None else None
 
         def call() -> _Call:
-            return _Call(metrics.counts(method, kind) if metrics else None, method, log)
+            return _Call(counts, method, log)
 
         return wrap_handler(handler, call)
+
+
+class ObservedHandlers(grpc.GenericRpcHandler):
+    """``handlers`` with every call observed as ``CallObserver`` observes it, each method's
+    handler wrapped once, on its first call: an interceptor runs a coroutine and builds a
+    new handler on every call, which cost a few percent of a small inference. The server
+    uses this unless another interceptor (the control token) may refuse a call before any
+    handler runs; then the observer stays the first interceptor, so refusals are counted.
+
+    ``handlers`` must answer a method with the same handler on every call, as
+    ``grpc.method_handlers_generic_handler`` does."""
+
+    def __init__(self, handlers: grpc.GenericRpcHandler, observer: CallObserver):
+        self.handlers = handlers
+        self.observer = observer
+        self._observed: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        method = handler_call_details.method
+        found = self._observed.get(method)
+        if found is None:
+            handler = self.handlers.service(handler_call_details)
+            if handler is None:
+                return None
+            found = self._observed[method] = self.observer.observe(method, handler)
+        return found
 
 
 def wrap_handler(handler: grpc.RpcMethodHandler, begin: Callable[[], _Call]) -> Any:

@@ -1,6 +1,6 @@
 """The gRPC server: v2serve's handlers in place of MLServer's servicers, MLServer's
-message-size options kept, and v2serve's own interceptor for metrics and the access log
-(``observe.py``: MLServer's broke every streaming handler).
+message-size options kept, and v2serve's own call observer for metrics and the access log
+(``observe.py``: MLServer's interceptor broke every streaming handler).
 
 ``bind`` comes apart from ``serve`` so that the server binds every port (``runtimes.ports``:
 port 0, no SO_REUSEPORT) before any model loads, and reports the port it holds."""
@@ -15,7 +15,7 @@ from mlserver.settings import Settings
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from ...ports import GRPC_OPTIONS, bind_grpc
-from .observe import CallObserver, GrpcMetrics
+from .observe import CallObserver, GrpcMetrics, ObservedHandlers
 
 logger = logging.getLogger("v2serve.grpc")
 
@@ -47,19 +47,25 @@ class GRPCServer:
             ("grpc.max_receive_message_length", limit),
         ]
 
-    def _interceptors(self) -> list[aio.ServerInterceptor]:
-        # The observer goes first, so that calls refused by a later interceptor (the
-        # control token) are counted and logged too.
-        interceptors: list[aio.ServerInterceptor] = []
-        if self.metrics is not None or self._settings.debug:
-            interceptors.append(CallObserver(self.metrics, access_log=self._settings.debug))
-        return [*interceptors, *self._extra_interceptors]
+    def _observed(self) -> tuple[list[aio.ServerInterceptor], list[grpc.GenericRpcHandler]]:
+        """The interceptors and handlers, observed (metrics, access log) where asked.
+
+        Without other interceptors the handlers observe their own calls (no interceptor
+        runs per call); behind the control token the observer is the first interceptor,
+        so that calls it refuses are counted and logged too."""
+        if self.metrics is None and not self._settings.debug:
+            return self._extra_interceptors, self._handlers
+        observer = CallObserver(self.metrics, access_log=self._settings.debug)
+        if self._extra_interceptors:
+            return [observer, *self._extra_interceptors], self._handlers
+        return [], [ObservedHandlers(handlers, observer) for handlers in self._handlers]
 
     def bind(self) -> int:
         """Bind ``grpc_port`` (0: any free port) and return the port held; raises
         ``CannotListen`` when it is taken. Calls are not served until ``serve``."""
-        self._server = aio.server(interceptors=self._interceptors(), options=self._options())
-        self._server.add_generic_rpc_handlers(self._handlers)
+        interceptors, handlers = self._observed()
+        self._server = aio.server(interceptors=interceptors, options=self._options())
+        self._server.add_generic_rpc_handlers(handlers)
         self.port = bind_grpc(self._server, self._settings.host, self._settings.grpc_port)
         return self.port
 
