@@ -199,6 +199,29 @@ class V2DataPlane(DataPlane):
                     refused_by, payload, None, error, elapsed, version=version or ""
                 )
 
+    async def refused(
+        self,
+        name: str,
+        version: str | None,
+        request_id: str | None,
+        error: BaseException,
+        received_ns: int,
+    ) -> None:
+        """A request its protocol adapter refused before it became one (a body or message
+        that does not decode, 400; too large, 413): prediction-logged, with no tensors,
+        by the model it names, if that model is known and logs predictions."""
+        try:
+            model = await self.resolve(name, version)
+        except ModelUnavailable:
+            model = await self._default_instance(name)
+        if model is None:
+            return
+        payload = InferenceRequest.model_construct(
+            id=request_id or None, parameters=None, inputs=[], outputs=None
+        )
+        elapsed = perf_counter_ns() - received_ns
+        self.prediction_log.offer(model, payload, None, error, elapsed, version=version or "")
+
     async def _default_instance(self, name: str) -> MLModel | None:
         """The instance an unversioned request to ``name`` would reach, if any is loaded."""
         try:

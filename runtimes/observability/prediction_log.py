@@ -2,9 +2,9 @@
 CloudEvents (``prediction_events``) to an HTTP sink or a JSON-lines file. Failures
 include requests the model never ran: refused in validation (400), dropped at their
 deadline (504), refused by a known model before a version took them (404 for a version
-that is not served, 429, 503: logged under the version asked for). A request to a model
-that is not loaded at all, or whose body could not be decoded into a request (a 400 of
-the protocol adapter), has no model settings to follow and is not logged.
+that is not served, 429, 503: logged under the version asked for), and bodies the
+protocol adapter could not decode (400, 413: logged with no tensors). A request to a
+model that is not loaded at all has no settings to follow and is not logged.
 
 Off unless a model's ``parameters.extra.prediction_log`` says where
 (``runtimes.settings.PredictionLogSettings``). The data plane calls ``offer`` once per

@@ -14,7 +14,7 @@ from mlserver.types import InferenceRequest
 
 from ..dataplane import V2DataPlane
 from ..deadlines import attach
-from ..errors import InvalidPayload, RequestTooLarge
+from ..errors import InvalidPayload, RequestTooLarge, V2ServeError
 from .offload import COMPRESSION_RATIO, BodyOffload
 from .rest_codec import (
     HEADER_LENGTH,
@@ -69,15 +69,20 @@ class RestInfer:
             key.decode("latin-1"): value.decode("latin-1")
             for key, value in request.scope["headers"]
         }
-        body = await request.body()
-        encoding = headers.get("content-encoding", "identity").lower()
-        compressed = encoding != "identity"
-        if self.offload.large(len(body) * (COMPRESSION_RATIO if compressed else 1)):
-            parsed = await self._parse_large(model, body, encoding, headers, request.max_bytes)
-        else:
-            if compressed:
-                body = _decompress(body, encoding, request.max_bytes)
-            parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
+        try:
+            body = await request.body()
+            encoding = headers.get("content-encoding", "identity").lower()
+            compressed = encoding != "identity"
+            if self.offload.large(len(body) * (COMPRESSION_RATIO if compressed else 1)):
+                parsed = await self._parse_large(model, body, encoding, headers, request.max_bytes)
+            else:
+                if compressed:
+                    body = _decompress(body, encoding, request.max_bytes)
+                parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
+        except V2ServeError as exc:  # the model's prediction log records the refusal
+            request_id = headers.get("x-request-id")
+            await self.data_plane.refused(model, version, request_id, exc, received)
+            raise
         attach(parsed, rest_caller(model, parsed.parameters, arrived, request.receive))
         response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)

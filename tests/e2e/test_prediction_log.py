@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from runtimes.examples import iris_v1, wine_columns_v1, wine_frame, write_artifact
@@ -276,6 +278,38 @@ def test_a_request_for_a_version_the_model_does_not_serve_is_logged_with_its_404
     assert response.headers["ce-modelversion"] == request.headers["ce-modelversion"] == "7"
     assert response.data["error"] in str(caught.value.message())
     assert request.data["inputs"][0]["data"] == X.reshape(-1).tolist()
+
+
+def test_a_body_that_does_not_decode_is_logged_with_its_400_and_no_tensors(logged: Logged):
+    """Refused by the REST adapter before it became a request (issue 16: failures too)."""
+    answer = requests.post(
+        f"{logged.server.base}/v2/models/iris-logged/infer",
+        data=b'{"inputs": [',
+        headers={"content-type": "application/json", "x-request-id": "http-undecodable"},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    request, response = _pair(logged.receiver, "http-undecodable")
+    assert response.headers["ce-status"] == "400"
+    assert response.data["error"] == answer.json()["error"]
+    assert request.data["inputs"] == []
+
+
+def test_a_grpc_message_in_the_wrong_contents_field_is_logged_with_its_400(logged: Logged):
+    request = service_pb2.ModelInferRequest(model_name="iris-logged", id="grpc-wrong-field")
+    tensor = request.inputs.add(name="input-0", datatype="FP64", shape=[1, 4])
+    tensor.contents.fp32_contents.extend([5.1, 3.5, 1.4, 0.2])
+    channel = grpc.insecure_channel(logged.server.grpc_url)
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=10)
+    finally:
+        channel.close()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    request_event, response = _pair(logged.receiver, "grpc-wrong-field")
+    assert response.headers["ce-status"] == "400"
+    assert response.data["error"] == caught.value.details()
+    assert request_event.data["inputs"] == []
 
 
 def test_bytes_over_grpc_raw_contents_are_logged_as_strings(logged: Logged):

@@ -4,13 +4,14 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from time import perf_counter_ns
 
 import pytest
 from mlserver.settings import ModelParameters, ModelSettings, Settings
 from mlserver.types import InferenceRequest, RequestInput
 
 from runtimes.dataplane import V2DataPlane
-from runtimes.errors import ModelUnavailable, NotReady, TooManyRequests
+from runtimes.errors import InvalidPayload, ModelUnavailable, NotReady, TooManyRequests
 from runtimes.extensions.statistics import Statistics
 from runtimes.observability.prediction_log import PredictionLog
 from runtimes.repository.lifecycle import VersionLifecycle
@@ -225,3 +226,39 @@ def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycl
     assert "no version '5'" in responses["unknown-version"]["data"]["error"]
     requests = {e["id"]: e for e in events if e["type"].endswith(".request")}
     assert requests["too-many"]["data"]["inputs"][0]["data"] == [1.0]
+
+
+def test_a_request_its_adapter_refused_is_logged_by_the_model_it_names(tmp_path, lifecycle):
+    """A body that never became a request (400 in the protocol adapter) is logged with
+    no tensors by the named model; one naming no known model is not logged."""
+    log_file = tmp_path / "predictions.jsonl"
+    prediction_log = PredictionLog()
+    plane = V2DataPlane(
+        Settings(), lifecycle.registry, lifecycle.states, ServerOptions(),
+        lifecycle.inflight, Statistics(), prediction_log=prediction_log,
+    )  # fmt: skip
+    settings = _settings(tmp_path, "m", "1")
+    assert settings.parameters is not None
+    settings.parameters.extra = {"prediction_log": {"sink": log_file.as_uri()}}
+
+    bad = InvalidPayload("the body is not valid JSON: unexpected end")
+
+    async def scenario() -> None:
+        await lifecycle.load(settings)
+        await plane.refused("m", None, "undecodable", bad, perf_counter_ns())
+        await plane.refused("m", "4", "unknown-version", bad, perf_counter_ns())
+        await plane.refused("nope", None, "unknown-model", bad, perf_counter_ns())
+        await prediction_log.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release_metrics(plane)
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    responses = {e["id"]: e for e in events if e["type"].endswith(".response")}
+    assert set(responses) == {"undecodable", "unknown-version"}
+    assert responses["undecodable"]["status"] == 400
+    assert responses["undecodable"]["data"]["error"] == str(bad)
+    assert responses["unknown-version"]["modelversion"] == "4"
+    requests = [e for e in events if e["type"].endswith(".request")]
+    assert [e["data"]["inputs"] for e in requests] == [[], []]

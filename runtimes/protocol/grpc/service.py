@@ -21,7 +21,7 @@ from mlserver.types import RepositoryIndexRequest
 
 from ...dataplane import V2DataPlane
 from ...deadlines import attach
-from ...errors import ModelUnavailable, Unsupported
+from ...errors import ModelUnavailable, Unsupported, V2ServeError
 from ...extensions.handlers import ExtensionHandlers
 from ...extensions.log_settings import LogSettings, LogValue
 from ...extensions.trace_settings import TraceSettings
@@ -99,13 +99,18 @@ class TritonService:
     async def _infer(self, request: Any, context: Any) -> Any:
         arrived = time.monotonic()
         received = perf_counter_ns()
-        if message_size(request) > self.data_plane.options.offload_body_bytes:
-            # A large message converts off the event loop (docs/reliability.md).
-            payload = await asyncio.to_thread(
-                to_inference_request, request, _headers(context), True
-            )
-        else:
-            payload = to_inference_request(request, _headers(context))
+        try:
+            if message_size(request) > self.data_plane.options.offload_body_bytes:
+                # A large message converts off the event loop (docs/reliability.md).
+                payload = await asyncio.to_thread(
+                    to_inference_request, request, _headers(context), True
+                )
+            else:
+                payload = to_inference_request(request, _headers(context))
+        except V2ServeError as exc:  # the model's prediction log records the refusal
+            version = request.model_version or None
+            await self.data_plane.refused(request.model_name, version, request.id, exc, received)
+            raise
         attach(payload, grpc_caller(request.model_name, payload.parameters, arrived, context))
         response = await self.data_plane.infer(
             payload, request.model_name, request.model_version or None, received, "grpc"

@@ -1,6 +1,6 @@
 """How long a large gRPC parse and a cache hash hold the interpreter (docs/reliability.md).
 
-Run from the repository root: `.venv/bin/python docs/loop_hold.py`. Figures vary with
+Run from the repository root: `.venv/bin/python -m benchmarks.loop_hold`. Figures vary with
 the machine's load: another thread's wait includes the scheduler's delays.
 """
 
