@@ -31,12 +31,7 @@ upgrade of MLServer or uvicorn fails there, loudly, rather than in production.
 7. ``MLModel._settings``: read and written by ``runtimes.sklearn.SklearnRuntime`` (the
    derived schema and platform are set on it at load), as MLServer's own runtimes do;
    the public ``settings`` property returns the same object.
-8. ``DataPlane._infer_contextmanager``: overridden by ``runtimes.dataplane.V2DataPlane``
-   to admit and count in-flight requests on MLServer's own callers of it. v2serve's
-   ``infer`` does not use it and MLServer's other caller, ``infer_stream``, is not
-   routed, so the override is a candidate for removal rather than for more use.
-
-Items 4 to 8 are subclass internals: the code stays with the subclasses, whose owners
+Items 4 to 7 are subclass internals: the code stays with the subclasses, whose owners
 keep it there; the contract test covers them all. Outside MLServer and uvicorn, two
 more private names are used: ``skl2onnx._supported_operators.sklearn_operator_name_map``
 (``runtimes.compiled.convert``: which estimators skl2onnx can convert) and pydantic's
