@@ -21,9 +21,13 @@ example (one row, then ``MEASURE_ROWS``) and refined from every call:
 A model marked slow (``"execution": "thread"``) always runs off the loop; ``"loop"``
 always on it; ``auto`` also sends a call off the loop when the cost could not be measured.
 
-Only calls measured cheaper than the bound stay on the loop: a thread hop costs tens of
-microseconds of latency, more than a compiled one-row call takes. Each pool is bounded
-(``execution_threads``); calls beyond it wait in the pool's queue, which
+Only calls measured cheaper than the bound stay on the loop, and only on a compiled or
+native predictor (issue 18: "only where it is measured to be cheaper and cannot be
+slow"): a thread hop costs tens of microseconds of latency, more than a compiled one-row
+call takes, and a compiled call's cost follows from its rows. A call on the sklearn
+backend runs the estimator's own Python, which may block on any call (a custom
+``predict``, a ``FunctionTransformer``), so under ``auto`` it always runs off the loop.
+Each pool is bounded (``execution_threads``); calls beyond it wait in the pool's queue, which
 ``max_inflight_per_model`` bounds, and the queue is visible in the model's config and in
 metrics (``ExecutorCollector`` in ``runtimes.observability.metrics``). Observed times are
 folded in on the event loop only, so the estimate needs no lock.
@@ -138,14 +142,22 @@ class CallCost:
 
 
 def runs_off_loop(
-    mode: Mode, cost: CallCost | None, rows: int, bound: float = OFF_LOOP_SECONDS
+    mode: Mode,
+    cost: CallCost | None,
+    rows: int,
+    bound: float = OFF_LOOP_SECONDS,
+    may_block: bool = False,
 ) -> bool:
-    """The decision for one call: off the loop unless measured cheaper than ``bound``."""
+    """The decision for one call: off the loop unless measured cheaper than ``bound`` and
+    unable to block. ``may_block``: the call runs the estimator's own Python (the sklearn
+    backend), where a custom ``predict`` or a ``FunctionTransformer`` can sleep or wait on
+    any call, measured cheap or not; only a compiled or native predictor's cost follows
+    from its rows, so only its calls may stay on the loop."""
     if mode == "thread":
         return True
     if mode == "loop":
         return False
-    return cost is None or cost.expected(rows) > bound
+    return may_block or cost is None or cost.expected(rows) > bound
 
 
 def repeat_rows(features: Any, rows: int) -> Any:
@@ -304,10 +316,13 @@ class ModelExecution:
         cost: CallCost | None,
         clock: Clock = time.perf_counter,
         cpu_clock: Clock = time.thread_time,
+        may_block: bool = False,
     ):
-        """``clock``: wall time; ``cpu_clock``: CPU time of the thread that reads it."""
+        """``clock``: wall time; ``cpu_clock``: CPU time of the thread that reads it;
+        ``may_block``: see ``runs_off_loop``."""
         self.model, self.version = model, version
         self.mode, self.threads, self.cost = mode, threads, cost
+        self.may_block = may_block
         self.stats = QueueStats()
         self._clock, self._cpu_clock = clock, cpu_clock
         self._pool = ThreadPoolExecutor(
@@ -315,7 +330,7 @@ class ModelExecution:
         )
 
     def off_loop(self, rows: int) -> bool:
-        return runs_off_loop(self.mode, self.cost, rows)
+        return runs_off_loop(self.mode, self.cost, rows, may_block=self.may_block)
 
     async def run(
         self,
@@ -396,11 +411,20 @@ class ModelExecution:
         """For the model's configuration (Triton's config extension)."""
         return {
             "execution": self.mode,
+            "execution_on_loop": self._on_loop_rule(),
             "execution_threads": str(self.threads),
             "execution_cost": self.cost.describe() if self.cost is not None else "unknown",
             "execution_queue": str(self.stats.waiting),
             "execution_queue_timeouts": str(self.stats.dropped),
         }
+
+
+    def _on_loop_rule(self) -> str:
+        if self.mode == "thread" or (self.mode == "auto" and self.may_block):
+            return "never"
+        if self.mode == "loop":
+            return "always"
+        return f"calls expected under {OFF_LOOP_SECONDS * 1e6:.0f} us"
 
 
 class Executions:
@@ -436,14 +460,18 @@ async def start_execution(
     compute: Compute,
     example: tuple[Any, Sequence[str]],
     registry: Executions | None = None,
+    may_block: bool = False,
 ) -> ModelExecution:
     """At load: measure the cost where ``auto`` needs it (off the loop: the model may be
-    slow), create the pool and register it where the server reads it (None: no server)."""
+    slow), create the pool and register it where the server reads it (None: no server).
+    ``may_block``: the calls run the estimator's own code (see ``runs_off_loop``)."""
     features, methods = example
     cost = None
     if mode == "auto":
         cost = await asyncio.to_thread(measure_cost, compute, features, list(methods))
-    execution = ModelExecution(model, version or "", mode, threads or default_threads(), cost)
+    execution = ModelExecution(
+        model, version or "", mode, threads or default_threads(), cost, may_block=may_block
+    )
     if registry is not None:
         registry.register(execution)
     return execution

@@ -114,6 +114,7 @@ class SklearnRuntime(V2Runtime):
             self._compute,
             (self._example, example[1]) if self._example is not None else example,
             self.services.executions,
+            may_block=self._backend.backend == "sklearn",
         )
         self._batcher = self._choose_batching(example, self._execution)
         return True

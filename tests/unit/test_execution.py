@@ -112,6 +112,38 @@ def test_modes_override_the_cost(rows):
     assert runs_off_loop("auto", None, rows) is True  # unknown cost: off the loop
 
 
+@pytest.mark.parametrize("rows", [1, 1_000])
+def test_the_estimators_own_code_never_runs_on_the_loop_under_auto(rows):
+    """A sklearn-backend call measured cheap still leaves the loop: its cost may not
+    follow from its rows (a custom predict may sleep on any call); a compiled one stays."""
+    cheap = CallCost(1e-6, 0.0)
+    assert runs_off_loop("auto", cheap, rows, may_block=True) is True
+    assert runs_off_loop("auto", cheap, rows, may_block=False) is False
+    assert runs_off_loop("loop", cheap, rows, may_block=True) is False  # the user's choice
+
+
+def test_a_cheap_sklearn_backend_call_runs_on_the_models_threads():
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        seen.append(threading.get_ident())
+        return {"predict": np.zeros(len(features))}
+
+    async def go(may_block: bool) -> ModelExecution:
+        execution = ModelExecution("m", "1", "auto", 1, CallCost(1e-6, 0.0), may_block=may_block)
+        await execution.run(compute, np.zeros((1, 4)), ["predict"])
+        execution.shutdown()
+        return execution
+
+    blocking = asyncio.run(go(True))
+    assert seen[-1] != loop_thread and blocking.stats.on_loop == 0
+    assert blocking.describe()["execution_on_loop"] == "never"
+    compiled = asyncio.run(go(False))
+    assert seen[-1] == loop_thread and compiled.stats.on_loop == 1
+    assert compiled.describe()["execution_on_loop"].startswith("calls expected under")
+
+
 def test_the_bound_is_a_parameter():
     cost = CallCost(100e-6, 0.0)
     assert runs_off_loop("auto", cost, 1, bound=50e-6) is True
