@@ -87,28 +87,19 @@ class MemoryRow:
     how: str
 
 
-@dataclass(frozen=True)
-class BackgroundRow:
+@dataclass(frozen=True, kw_only=True)
+class BackgroundRow(BackgroundResult):
     """The big requests one server answered while one isolation cell measured it."""
 
     cell: str
     server: str
     round: int
-    ok: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    max_ms: float
-    detail: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(
         cls, cell: str, server: str, round_number: int, result: BackgroundResult
     ) -> BackgroundRow:
-        return cls(
-            cell, server, round_number, result.ok, result.errors, result.seconds,
-            result.p50_ms, result.max_ms, dict(result.detail),
-        )  # fmt: skip
+        return cls(**asdict(result), cell=cell, server=server, round=round_number)
 
 
 @dataclass(frozen=True)

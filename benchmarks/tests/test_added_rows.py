@@ -11,6 +11,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from benchmarks.background import BackgroundResult
 from benchmarks.background import summarise as summarise_background
 from benchmarks.cells import (
     BIG,
@@ -187,8 +188,10 @@ def _isolation_measurements() -> list[Measurement]:
 
 def _background() -> list[BackgroundRow]:
     return [
-        BackgroundRow(REST_ISOLATION, VANILLA, 1, 2, 0, 4.0, 1800.0, 2100.0),
-        BackgroundRow(REST_ISOLATION, V2SERVE, 1, 10, 1, 4.0, 350.0, 500.0, {"HTTP 503": 1}),
+        BackgroundRow.of(REST_ISOLATION, VANILLA, 1, BackgroundResult(2, 0, 4.0, 1800.0, 2100.0)),
+        BackgroundRow.of(
+            REST_ISOLATION, V2SERVE, 1, BackgroundResult(10, 1, 4.0, 350.0, 500.0, {"HTTP 503": 1})
+        ),
     ]
 
 

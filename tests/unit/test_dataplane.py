@@ -35,7 +35,7 @@ def lifecycle(tmp_path: Path) -> VersionLifecycle:
 def make_plane(lifecycle: VersionLifecycle) -> Iterator[Callable[..., V2DataPlane]]:
     made: list[V2DataPlane] = []
 
-    def build(**options: object) -> V2DataPlane:
+    def build(prediction_log: PredictionLog | None = None, **options: object) -> V2DataPlane:
         plane = V2DataPlane(
             Settings(),
             lifecycle.registry,
@@ -43,6 +43,7 @@ def make_plane(lifecycle: VersionLifecycle) -> Iterator[Callable[..., V2DataPlan
             ServerOptions(**options),
             lifecycle.inflight,
             Statistics(),
+            prediction_log=prediction_log,
         )
         made.append(plane)
         return plane
@@ -170,18 +171,14 @@ def test_metadata_lists_the_ready_versions(tmp_path, lifecycle, plane):
     asyncio.run(scenario())
 
 
-def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycle):
+def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycle, make_plane):
     """Issue 16: prediction logging covers failures the model never ran too: a version
     it does not serve (404), past its in-flight limit (429), a version still loading
     (503), each under the version asked for. A model that is not loaded has no settings
     to follow: nothing is logged for it."""
     log_file = tmp_path / "predictions.jsonl"
     prediction_log = PredictionLog()
-    plane = V2DataPlane(
-        Settings(), lifecycle.registry, lifecycle.states,
-        ServerOptions(max_inflight_per_model=1), lifecycle.inflight, Statistics(),
-        prediction_log=prediction_log,
-    )  # fmt: skip
+    plane = make_plane(prediction_log=prediction_log, max_inflight_per_model=1)
 
     def logged(name: str, version: str, content: str = "ok") -> ModelSettings:
         settings = _settings(tmp_path, name, version, content)
@@ -211,10 +208,7 @@ def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycl
         await loading
         await prediction_log.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        release_metrics(plane)
+    asyncio.run(scenario())
     events = [json.loads(line) for line in log_file.read_text().splitlines()]
     responses = {e["id"]: e for e in events if e["type"].endswith(".response")}
     assert set(responses) == {"unknown-version", "served", "too-many", "loading"}
@@ -228,15 +222,14 @@ def test_requests_a_known_model_refuses_are_prediction_logged(tmp_path, lifecycl
     assert requests["too-many"]["data"]["inputs"][0]["data"] == [1.0]
 
 
-def test_a_request_its_adapter_refused_is_logged_by_the_model_it_names(tmp_path, lifecycle):
+def test_a_request_its_adapter_refused_is_logged_by_the_model_it_names(
+    tmp_path, lifecycle, make_plane
+):
     """A body that never became a request (400 in the protocol adapter) is logged with
     no tensors by the named model; one naming no known model is not logged."""
     log_file = tmp_path / "predictions.jsonl"
     prediction_log = PredictionLog()
-    plane = V2DataPlane(
-        Settings(), lifecycle.registry, lifecycle.states, ServerOptions(),
-        lifecycle.inflight, Statistics(), prediction_log=prediction_log,
-    )  # fmt: skip
+    plane = make_plane(prediction_log=prediction_log)
     settings = _settings(tmp_path, "m", "1")
     assert settings.parameters is not None
     settings.parameters.extra = {"prediction_log": {"sink": log_file.as_uri()}}
@@ -250,10 +243,7 @@ def test_a_request_its_adapter_refused_is_logged_by_the_model_it_names(tmp_path,
         await plane.refused("nope", None, "unknown-model", bad, perf_counter_ns())
         await prediction_log.close()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        release_metrics(plane)
+    asyncio.run(scenario())
     events = [json.loads(line) for line in log_file.read_text().splitlines()]
     responses = {e["id"]: e for e in events if e["type"].endswith(".response")}
     assert set(responses) == {"undecodable", "unknown-version"}
