@@ -13,8 +13,6 @@
 """
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
@@ -228,12 +226,3 @@ class V2DataPlane(DataPlane):
             return await self._model_registry.get_model(name)
         except ModelNotFound:
             return None
-
-    @asynccontextmanager
-    async def _infer_contextmanager(
-        self, name: str, version: str | None = None
-    ) -> AsyncIterator[MLModel]:
-        model = await self._admit(name, version)
-        with self.inflight.track(model):
-            async with super()._infer_contextmanager(name, version or None) as same:
-                yield same

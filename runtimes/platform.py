@@ -28,8 +28,15 @@ upgrade of MLServer or uvicorn fails there, loudly, rather than in production.
 6. ``DataPlane._model_registry`` and ``DataPlane._response_cache``: read and cleared by
    ``runtimes.dataplane.V2DataPlane`` (MLServer's cache shares entries across models).
 
-Items 4 to 6 are subclass internals: the code stays with the subclasses, whose owners
-keep it there; the contract test covers them all.
+7. ``MLModel._settings``: read and written by ``runtimes.sklearn.SklearnRuntime`` (the
+   derived schema and platform are set on it at load), as MLServer's own runtimes do;
+   the public ``settings`` property returns the same object.
+Items 4 to 7 are subclass internals: the code stays with the subclasses, whose owners
+keep it there; the contract test covers them all. Outside MLServer and uvicorn, two
+more private names are used: ``skl2onnx._supported_operators.sklearn_operator_name_map``
+(``runtimes.compiled.convert``: which estimators skl2onnx can convert) and pydantic's
+``__pydantic_fields_set__``/``__pydantic_extra__``/``__pydantic_private__``
+(``runtimes.construct``, checked by ``tests/unit/test_construct.py``).
 """
 
 import contextlib

@@ -299,7 +299,6 @@ def check_raw_tensor(
 ) -> list[bytes] | None:
     """A raw buffer must hold exactly shape x element size bytes (BYTES: that many strings).
     For BYTES the elements it split are returned, so the decoder does not split again."""
-    described = f"{datatype} {_shape_text(shape)}"
     if any(d < 0 for d in shape):
         raise InvalidInput(
             model, name, "has a negative dimension", "dimensions >= 0", _shape_text(shape)
@@ -313,7 +312,7 @@ def check_raw_tensor(
                 model,
                 name,
                 "has raw contents that disagree with its shape",
-                f"{count} length-prefixed strings for {described}",
+                f"{count} length-prefixed strings for {datatype} {_shape_text(shape)}",
                 f"{got} in {len(raw)} bytes",
             )
         return elements
@@ -332,7 +331,7 @@ def check_raw_tensor(
             model,
             name,
             "has raw contents of the wrong length",
-            f"{count * size} bytes for {described}",
+            f"{count * size} bytes for {datatype} {_shape_text(shape)}",
             f"{len(raw)} bytes",
         )
     return None

@@ -52,6 +52,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ..errors import SettingsError
+from ..runtime_api import description_of
 from ..timings import Phases
 from .metrics import error_status
 from .observer import batch_size, request_id
@@ -129,8 +130,9 @@ def _headers(payload: InferenceRequest) -> Mapping[str, Any]:
 
 
 def _backend(model: MLModel) -> str:
-    described = getattr(model, "backend_parameters", None)
-    return str(described.get("inference_backend", "")) if isinstance(described, dict) else ""
+    """The backend a version reports through the runtime interface (empty for a foreign
+    ``MLModel``), not an attribute read by name."""
+    return str(description_of(model).parameters.get("inference_backend", ""))
 
 
 def _laps(begun: int, started: int, phases: Phases) -> list[tuple[str, int, int]]:

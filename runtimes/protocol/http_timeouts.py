@@ -36,11 +36,11 @@ import http
 import logging
 
 import httptools
-import orjson
 
 from ..errors import HeadersTooLarge, MalformedRequest, URLTooLong, V2ServeError
 from ..platform import HttpToolsProtocol
 from ..settings import ServerOptions
+from .rest_errors import render_error
 
 logger = logging.getLogger("v2serve.rest")
 
@@ -211,13 +211,13 @@ class HardenedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         logger.warning("refused a REST request: %s", error)
-        body = orjson.dumps({"error": str(error)})
-        status = error.status_code
+        # The one REST renderer: the same body and headers (the error's own included) as
+        # every route; only the status line and framing are written here.
+        status, headers, body = render_error(error)
         head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
-        for name, value in self.server_state.default_headers:
+        for name, value in [*self.server_state.default_headers, *headers]:
             head += [name, b": ", value, b"\r\n"]
         head += [
-            b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
             body,

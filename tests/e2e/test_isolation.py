@@ -3,9 +3,8 @@
 A light model (iris, served compiled) answers one-row requests, one at a time, while a
 heavy request runs on another model: a ``predict`` that sleeps 2 s, 100,000 rows to a
 forest served by sklearn, a 40 MB JSON body. The light model's latencies are taken only
-while the heavy request is in flight, and its p99 must stay under a bound: 50 ms, and
-100 ms for the 40 MB body and the forest (whose thread holds the interpreter lock in
-5 ms slices). These are bounds on how long one request can hold the others
+while the heavy request is in flight, and its p99 must stay under the issue's bound:
+50 ms, and 100 ms for the 40 MB body. These are bounds on how long one request can hold the others
 up (before issue 18 each was the heavy request's whole duration, seconds), not
 measurements of speed; each test prints the p99 it saw.
 """
@@ -238,10 +237,9 @@ def test_a_large_request_to_a_forest_does_not_hold_up_another_model(isolated, pr
     assert len(latencies) >= MIN_SAMPLES, latencies
     rows = np.tile(load_breast_cancer().data, (HEAVY_ROWS // 569 + 1, 1))[:HEAVY_ROWS]
     np.testing.assert_array_equal(answer[0], estimators["forest"].predict(rows))
-    # The forest's thread holds the interpreter lock in 5 ms slices: measured p99 40-53 ms
-    # on a loaded 2-core machine, so the issue's 50 ms is met only on a quiet one. The
-    # bound that must never fail is 100 ms (before issue 18: the whole predict, seconds).
-    assert p99 < 0.100
+    # Measured p99 5-8 ms on a loaded 2-core machine (before issue 18: the whole predict,
+    # seconds); the forest's thread gives the interpreter lock up every 5 ms.
+    assert p99 < 0.050
 
 
 def test_a_40_mb_json_body_does_not_hold_up_another_model(isolated):

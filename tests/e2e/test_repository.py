@@ -26,7 +26,7 @@ from runtimes.compiled.tolerance import ATOL, RTOL
 from runtimes.examples import write_artifact
 
 from .clients import infer, make_client
-from .conftest import holds_for, start_server, stop_server
+from .conftest import holds_for, start_server, stop_server, wait_until
 
 X = np.ascontiguousarray(load_iris().data[::15], dtype=np.float64)
 MODEL = "live"
@@ -217,6 +217,101 @@ def test_repository_api_rejects_names_that_escape(server, tmp_path):
         assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
     finally:
         link.unlink()
+
+
+def _escaping_models(repository: Path, outside: Path) -> dict[str, str]:
+    """Issue 14.8's layouts, each a model whose only version reaches outside the root;
+    the phrase its refusal must hold."""
+    artifact = outside / "1" / "model.joblib"
+    shutil.copytree(repository / "iris" / "1", outside / "1")
+    cases = {
+        "outside-dotdot-artifact": (
+            {"artifact": os.path.relpath(artifact, repository / "outside-dotdot-artifact" / "1")},
+            "parameters.extra.artifact",
+        ),
+        "outside-absolute-artifact": ({"artifact": str(artifact)}, "absolute path"),
+        "outside-absolute-uri": (None, "absolute path"),
+        "outside-version-link": (None, "version folder 'outside-version-link/1' leads outside"),
+        "outside-artifact-link": (None, "'outside-artifact-link/1/model.joblib' leads outside"),
+    }
+    for name, (extra, _) in cases.items():
+        folder = repository / name
+        folder.mkdir()
+        settings: dict = {"parameters": {"extra": extra}} if extra else {}
+        if name == "outside-absolute-uri":
+            settings = {"parameters": {"uri": str(outside / "1")}}
+        (folder / "model-settings.json").write_text(json.dumps(settings))
+        if name == "outside-version-link":
+            (folder / "1").symlink_to(outside / "1")
+        elif name == "outside-artifact-link":
+            (folder / "1").mkdir()
+            (folder / "1" / "model.joblib").symlink_to(artifact)
+        else:
+            shutil.copytree(repository / "iris" / "1", folder / "1")
+    return {name: phrase for name, (_, phrase) in cases.items()}
+
+
+def test_layouts_and_settings_that_reach_outside_the_repository_are_refused(server, tmp_path):
+    """Issue 14.8 over REST and gRPC: each refused before any load, in the load's answer
+    and in the index, with no absolute server path in either."""
+    outside = tmp_path / "outside"
+    cases = _escaping_models(server.repository, outside)
+    hidden = (str(tmp_path), str(server.repository.resolve()))
+    grpc_client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    try:
+        for name, phrase in cases.items():
+            answer = requests.post(f"{server.base}/v2/repository/models/{name}/load", timeout=60)
+            assert answer.status_code == 422, (name, answer.status_code, answer.text)
+            message = answer.json()["error"]
+            assert phrase in message and not any(h in message for h in hidden), message
+            with pytest.raises(InferenceServerException) as caught:
+                grpc_client.load_model(name)
+            assert caught.value.status() == "StatusCode.FAILED_PRECONDITION", name
+            assert phrase in caught.value.message(), caught.value.message()
+            assert not any(h in caught.value.message() for h in hidden)
+        index = requests.post(f"{server.base}/v2/repository/index", json={}, timeout=30).json()
+        listed = {m["name"]: m for m in index if m["name"] in cases}
+        assert sorted(listed) == sorted(cases)
+        for name, phrase in cases.items():
+            assert listed[name]["state"] == "UNAVAILABLE", listed[name]
+            assert phrase in listed[name]["reason"], listed[name]
+            assert not any(h in listed[name]["reason"] for h in hidden)
+        # Nothing outside was served meanwhile.
+        ready = requests.get(f"{server.base}/v2/models/outside-version-link/ready", timeout=30)
+        assert ready.status_code != 200
+    finally:
+        grpc_client.close()
+        for name in cases:
+            folder = server.repository / name
+            if (folder / "1").is_symlink():
+                (folder / "1").unlink()
+            shutil.rmtree(folder)
+
+        def gone() -> bool:
+            index = requests.post(f"{server.base}/v2/repository/index", json={}, timeout=30)
+            return not any(m["name"] in cases for m in index.json())
+
+        wait_until(gone, 60, "the escaping models to leave the index")
+
+
+@pytest.mark.parametrize("name", ["a" * 256, "é" * 128], ids=["256-ascii", "256-bytes-utf8"])
+def test_load_and_unload_of_a_name_over_255_bytes_are_invalid_over_both(server, name):
+    """Issue 14.9: was 500 / INTERNAL, with the repository's absolute path in the message."""
+    root = str(server.repository.resolve())
+    for action in ("load", "unload"):
+        response = requests.post(
+            f"{server.base}/v2/repository/models/{name}/{action}", data=b"", timeout=30
+        )
+        assert response.status_code == 400, (action, response.status_code, response.text)
+        message = response.json()["error"]
+        assert "255 bytes" in message and root not in message, message
+    client = grpcclient.InferenceServerClient(url=server.grpc_url)
+    for call in (client.load_model, client.unload_model):
+        with pytest.raises(InferenceServerException) as caught:
+            call(name)
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value.message()
+        assert "255 bytes" in caught.value.message()
+        assert root not in caught.value.message()
 
 
 def test_index_over_both_protocols(server):

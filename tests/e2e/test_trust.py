@@ -1,5 +1,6 @@
 """Issue 14 against a real server: estimators that break the batcher's row contract or
-raise BaseExceptions, over REST and gRPC; 1e300 on a compiled forest; SIGINT exits 0."""
+raise BaseExceptions, over REST and gRPC; 1e300 on a compiled forest, over both; SIGINT
+exits 0."""
 
 import json
 import shutil
@@ -51,14 +52,29 @@ def test_misbehaving_batched_estimator_answers_each_caller_its_own(trust_server,
         url = f"{trust_server.base}/v2/models/{kind}/infer"
         return rows, requests.post(url, json=_body(rows), timeout=60)
 
+    def ask_grpc(rows):
+        client = grpcclient.InferenceServerClient(trust_server.grpc_url)
+        try:
+            tensor = grpcclient.InferInput("input-0", [len(rows), 4], "FP64")
+            tensor.set_data_from_numpy(np.asarray(rows, dtype=float))
+            return rows, client.infer(kind, [tensor]).as_numpy("predict")
+        finally:
+            client.close()
+
+    # REST and gRPC callers in one burst: they share the batcher, so a mix-up would cross.
     with ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(ask, cases))
-    for rows, answer in answers:
+        pending = [pool.submit(ask_grpc if i % 2 else ask, rows) for i, rows in enumerate(cases)]
+        answers = [future.result() for future in pending]
+    for rows, answer in answers[0::2]:
         assert answer.status_code == 200, answer.text
         (output,) = answer.json()["outputs"]
         expected = np.asarray(estimator.predict(np.asarray(rows)))
         assert output["shape"] == list(expected.shape)
         np.testing.assert_array_equal(np.reshape(output["data"], expected.shape), expected)
+    for rows, values in answers[1::2]:
+        expected = np.asarray(estimator.predict(np.asarray(rows)))
+        assert values.shape == expected.shape, (rows, values)
+        np.testing.assert_array_equal(values, expected)
     config = requests.get(f"{trust_server.base}/v2/models/{kind}/config", timeout=10).json()
     assert config["parameters"]["batching"]["string_value"].startswith("stopped (")
     metrics = requests.get(f"http://127.0.0.1:{trust_server.metrics_port}/metrics", timeout=10)
@@ -98,3 +114,16 @@ def test_beyond_float32_on_a_compiled_forest_is_400_like_sklearn(trust_server, v
     ]
     assert [a.status_code for a in answers] == [400, 400], [a.text for a in answers]
     assert "rejected the input" in answers[1].json()["error"]
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300])
+def test_beyond_float32_on_a_compiled_forest_is_invalid_argument_over_grpc(trust_server, value):
+    client = grpcclient.InferenceServerClient(trust_server.grpc_url)
+    tensor = grpcclient.InferInput("input-0", [1, 30], "FP64")
+    tensor.set_data_from_numpy(np.asarray([[value] + [1.0] * 29]))
+    refusals = []
+    for model in ("breast-cancer-sklearn", "breast-cancer-onnx"):
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(model, [tensor])
+        refusals.append((caught.value.status(), "rejected the input" in caught.value.message()))
+    assert refusals == [("StatusCode.INVALID_ARGUMENT", True)] * 2, refusals

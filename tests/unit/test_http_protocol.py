@@ -327,3 +327,27 @@ def test_a_malformed_request_pipelined_behind_a_running_one_is_answered_after_it
         assert second[0] == 400 and "Content-Length" in conn.error()
 
     run(scenario())
+
+
+def test_a_refusal_is_rendered_by_the_one_rest_renderer_with_the_errors_headers():
+    """Issue 13.4: the protocol's refusals go through ``rest_errors.render_error``, so an
+    error's own headers (here ``Retry-After``) and the JSON body are those of every route."""
+    from runtimes.errors import TooManyRequests
+    from runtimes.protocol.rest_errors import render_error
+
+    async def scenario() -> None:
+        conn = connect()
+        error = TooManyRequests("m", None, 2)
+        conn.protocol._refusal = error
+        conn.protocol._send_refusal()
+        head, _, body = bytes(conn.transport.written).partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 429 Too Many Requests"
+        status, headers, rendered = render_error(error)
+        for name, value in headers:
+            assert name + b": " + value in lines, (name, lines)
+        assert b"retry-after: 1" in lines and b"connection: close" in lines
+        assert body == rendered and status == 429
+        assert conn.transport.closed
+
+    run(scenario())

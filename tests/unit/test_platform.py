@@ -88,6 +88,20 @@ def test_data_plane_keeps_its_registry_and_response_cache():
     assert "self._response_cache" in inspect.getsource(DataPlane.infer)
 
 
+def test_a_model_keeps_its_settings_as_the_public_property_returns_them():
+    settings = _settings()
+    model = MLModel(settings)
+    assert model._settings is settings
+    assert model.settings is model._settings
+
+
+def test_skl2onnx_keeps_its_operator_map():
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from sklearn.linear_model import LogisticRegression
+
+    assert LogisticRegression in sklearn_operator_name_map
+
+
 def test_the_docstring_lists_every_touch():
     listed = re.findall(r"^\d+\. ", platform.__doc__ or "", flags=re.MULTILINE)
-    assert len(listed) == 6, "update runtimes.platform's list and this test together"
+    assert len(listed) == 7, "update runtimes.platform's list and this test together"
