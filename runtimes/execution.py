@@ -3,11 +3,23 @@
 A call on the event loop holds every request of every model for as long as it runs: one
 5 s ``predict`` delayed iris by 4.5 s (issue 18). So a call runs off the loop, on a small
 thread pool that belongs to its model version, whenever its expected cost is above
-``OFF_LOOP_SECONDS``. The expected cost is ``per_call + per_row * rows``, measured at load
-on the warm-up example (one row, then ``MEASURE_ROWS``) and refined from every call's
-observed compute time with an exponential moving estimate. A model marked slow
-(``"execution": "thread"``) always runs off the loop; ``"loop"`` always on it; ``auto``
-also sends a call off the loop when the cost could not be measured.
+``OFF_LOOP_SECONDS``. The expected cost has two parts, measured at load on the warm-up
+example (one row, then ``MEASURE_ROWS``) and refined from every call:
+
+- the call's own CPU time, ``per_call + per_row * rows``, read from the clock of the
+  thread that runs it (``time.thread_time``) and refined with an exponential moving
+  estimate. Being preempted, or waiting for the interpreter lock (which changes hands
+  every 5 ms under load), costs a call wall time but no CPU, so that noise cannot push a
+  cheap model off the loop; a call that really computed longer moves it at once;
+- its wait, the wall time it did not spend on its thread's CPU: ``time.sleep``, I/O, a
+  native library's helper threads. That blocks the loop just as computing does, so a
+  sleeping ``predict`` runs off the loop. The estimate is the least wait of the last
+  ``WAIT_WINDOW`` calls: a sleeping model waits in every call, a cheap one only when the
+  scheduler or the lock delayed it, and one clean call (on the loop or on a thread)
+  brings it back. (A model that blocks on only an occasional call is not caught by it.)
+
+A model marked slow (``"execution": "thread"``) always runs off the loop; ``"loop"``
+always on it; ``auto`` also sends a call off the loop when the cost could not be measured.
 
 Only calls measured cheaper than the bound stay on the loop: a thread hop costs tens of
 microseconds of latency, more than a compiled one-row call takes. Each pool is bounded
@@ -32,10 +44,11 @@ import contextvars
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,7 +67,10 @@ MEASURE_ROWS = 64
 SMALL_CALL_ROWS = 8
 """Calls of at most this many rows refine the per-call cost, larger ones the per-row cost."""
 SMOOTHING = 0.2
-"""Weight of one observation in the moving estimate."""
+"""Weight of one observation in the moving estimate of CPU time."""
+WAIT_WINDOW = 3
+"""Calls whose least wait is the expected wait: a preempted or lock-delayed call among
+them does not count, a model that waits in every call does."""
 PROBE_AFTER_SECONDS = 0.01
 """A queued call that waited longer asks whether its caller is still there before it
 runs; a shorter wait does not pay the round trip to the event loop."""
@@ -72,28 +88,53 @@ def default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+class Spent(NamedTuple):
+    """What one call cost: wall-clock seconds, and CPU seconds of the thread that ran it."""
+
+    wall: float
+    cpu: float
+
+
 @dataclass
 class CallCost:
-    """Expected seconds of one call of ``rows`` rows: ``per_call + per_row * rows``."""
+    """Expected seconds of one call of ``rows`` rows: CPU ``per_call + per_row * rows``,
+    plus ``wait``, the least wall time beyond the CPU time of the last few calls."""
 
     per_call: float
     per_row: float
+    wait: float = 0.0
+    recent_waits: deque[float] = field(
+        default_factory=lambda: deque(maxlen=WAIT_WINDOW), repr=False
+    )
+
+    def __post_init__(self) -> None:
+        """The given wait stands for a full window: it takes a window's calls to move."""
+        self.recent_waits.extend([self.wait] * (WAIT_WINDOW - len(self.recent_waits)))
 
     def expected(self, rows: int) -> float:
-        return self.per_call + self.per_row * rows
+        return self.per_call + self.per_row * rows + self.wait
 
-    def observe(self, rows: int, seconds: float) -> None:
-        """Moves the estimate a step towards an observed call, so a model that turns
-        slow (a bigger input, a colder cache, a busier machine) leaves the loop."""
+    def observe(self, rows: int, spent: Spent) -> None:
+        """Moves the CPU estimate a step towards an observed call, so a model that turns
+        slow (a bigger input, a colder cache) leaves the loop, and records its wait."""
+        cpu = spent.cpu
         if rows <= SMALL_CALL_ROWS:
-            residual = seconds - self.per_row * rows
+            residual = cpu - self.per_row * rows
             self.per_call = max(0.0, self.per_call + SMOOTHING * (residual - self.per_call))
         else:
-            per_row = (seconds - self.per_call) / rows
+            per_row = (cpu - self.per_call) / rows
             self.per_row = max(0.0, self.per_row + SMOOTHING * (per_row - self.per_row))
+        self.waited(spent)
+
+    def waited(self, spent: Spent) -> None:
+        self.recent_waits.append(max(0.0, spent.wall - spent.cpu))
+        self.wait = min(self.recent_waits)
 
     def describe(self) -> str:
-        return f"{self.per_call * 1e6:.0f} us per call + {self.per_row * 1e6:.2f} us per row"
+        return (
+            f"{self.per_call * 1e6:.0f} us CPU per call + {self.per_row * 1e6:.2f} us per row"
+            f" + {self.wait * 1e6:.0f} us waiting"
+        )
 
 
 def runs_off_loop(
@@ -114,10 +155,14 @@ def repeat_rows(features: Any, rows: int) -> Any:
     return np.repeat(np.asarray(features)[:1], rows, axis=0)
 
 
-def _timed(compute: Compute, features: Any, methods: list[str], clock: Clock) -> float:
-    started = clock()
-    compute(features, methods)
-    return clock() - started
+def timed(
+    compute: Compute, features: Any, methods: list[str], clock: Clock, cpu: Clock
+) -> tuple[Results, Spent]:
+    """``compute``'s results and what it spent; ``cpu`` reads the calling thread's clock."""
+    wall_started, cpu_started = clock(), cpu()
+    results = compute(features, methods)
+    cpu_seconds = cpu() - cpu_started
+    return results, Spent(clock() - wall_started, cpu_seconds)
 
 
 def measure_cost(
@@ -126,24 +171,31 @@ def measure_cost(
     methods: list[str],
     clock: Clock = time.perf_counter,
     bound: float = OFF_LOOP_SECONDS,
+    cpu_clock: Clock = time.thread_time,
 ) -> CallCost | None:
     """The cost of one call, from calls on the warm-up example; None when it fails.
 
-    A single row over the bound settles it (every call will run off the loop, so a
-    model that sleeps seconds is not called again). Otherwise the median of three calls
-    of one row and of ``MEASURE_ROWS`` rows give the per-call and per-row parts."""
+    A single row over the bound in wall time settles it (every call will run off the
+    loop, so a model that sleeps seconds is not called again). Otherwise the medians of
+    three calls' CPU time of one row and of ``MEASURE_ROWS`` rows give the per-call and
+    per-row parts, and the one-row calls' waits the wait."""
     try:
         one = repeat_rows(features, 1)
-        first = _timed(compute, one, methods, clock)
-        if first > bound:
-            return CallCost(per_call=first, per_row=0.0)
+        _, first = timed(compute, one, methods, clock, cpu_clock)
+        if first.wall > bound:
+            return CallCost(per_call=first.cpu, per_row=0.0, wait=first.wall - first.cpu)
         many = repeat_rows(features, MEASURE_ROWS)
-        small = sorted(_timed(compute, one, methods, clock) for _ in range(3))[1]
-        large = sorted(_timed(compute, many, methods, clock) for _ in range(3))[1]
+        smalls = [timed(compute, one, methods, clock, cpu_clock)[1] for _ in range(3)]
+        larges = [timed(compute, many, methods, clock, cpu_clock)[1] for _ in range(3)]
     except Exception:  # noqa: BLE001 - an unknown cost sends every auto call off the loop
         return None
+    small = sorted(spent.cpu for spent in smalls)[1]
+    large = sorted(spent.cpu for spent in larges)[1]
     per_row = max(0.0, (large - small) / (MEASURE_ROWS - 1))
-    return CallCost(per_call=max(0.0, small - per_row), per_row=per_row)
+    cost = CallCost(per_call=max(0.0, small - per_row), per_row=per_row)
+    for spent in smalls:
+        cost.waited(spent)
+    return cost
 
 
 @dataclass
@@ -251,11 +303,13 @@ class ModelExecution:
         threads: int,
         cost: CallCost | None,
         clock: Clock = time.perf_counter,
+        cpu_clock: Clock = time.thread_time,
     ):
+        """``clock``: wall time; ``cpu_clock``: CPU time of the thread that reads it."""
         self.model, self.version = model, version
         self.mode, self.threads, self.cost = mode, threads, cost
         self.stats = QueueStats()
-        self._clock = clock
+        self._clock, self._cpu_clock = clock, cpu_clock
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix=f"v2serve-{model}-{version}"
         )
@@ -273,21 +327,20 @@ class ModelExecution:
         """One call, on the loop or off it; ``caller`` carries the request's deadline."""
         rows = len(features)
         if not self.off_loop(rows):
-            started = self._clock()
-            results = compute(features, methods)
-            self._observe(rows, self._clock() - started)
+            results, spent = timed(compute, features, methods, self._clock, self._cpu_clock)
+            self._observe(rows, spent)
             self.stats.ran_on_loop()
             return results
         future = self.submit(compute, features, methods, caller)
-        results, seconds = await asyncio.wrap_future(future)
-        self._observe(rows, seconds)
+        results, spent = await asyncio.wrap_future(future)
+        self._observe(rows, spent)
         return results
 
     async def run_off_loop(self, compute: Compute, features: Any, methods: list[str]) -> Results:
         """One call on the model's threads whatever its cost: a batched call (the batcher
         runs its calls here, so the model's concurrency and queue metrics cover them)."""
-        results, seconds = await asyncio.wrap_future(self.submit(compute, features, methods))
-        self._observe(len(features), seconds)
+        results, spent = await asyncio.wrap_future(self.submit(compute, features, methods))
+        self._observe(len(features), spent)
         return results
 
     def submit(
@@ -296,8 +349,8 @@ class ModelExecution:
         features: Any,
         methods: list[str],
         caller: Caller | None = None,
-    ) -> "Future[tuple[Results, float]]":
-        """Queues one call on the model's threads; the future gives results and seconds,
+    ) -> "Future[tuple[Results, Spent]]":
+        """Queues one call on the model's threads; the future gives results and their cost,
         or the 504 of a call whose deadline passed while it was queued (499: whose caller
         left). Called from the event loop, which answers the probe of a gone caller."""
         context = contextvars.copy_context()
@@ -305,7 +358,7 @@ class ModelExecution:
         loop = _running_loop() if caller is not None else None
         self.stats.queued()
 
-        def call() -> tuple[Results, float]:
+        def call() -> tuple[Results, Spent]:
             started = self._clock()
             waited = started - queued_at
             if caller is not None:
@@ -317,8 +370,7 @@ class ModelExecution:
                     raise caller.dropped("in the model's executor queue")
             self.stats.started(waited)
             try:
-                results = context.run(compute, features, methods)
-                return results, self._clock() - started
+                return context.run(timed, compute, features, methods, self._clock, self._cpu_clock)
             finally:
                 self.stats.finished()
 
@@ -330,11 +382,11 @@ class ModelExecution:
         if future.cancelled():  # cancelled before a thread took it: call() never ran
             self.stats.abandoned()
 
-    def _observe(self, rows: int, seconds: float) -> None:
+    def _observe(self, rows: int, spent: Spent) -> None:
         # A cost that could not be measured at load stays unknown: one observation
         # cannot tell per-call from per-row cost, and guessing wrong blocks the loop.
         if self.cost is not None:
-            self.cost.observe(rows, seconds)
+            self.cost.observe(rows, spent)
 
     def shutdown(self) -> None:
         """Takes no new calls; calls already running finish on their threads."""

@@ -17,16 +17,19 @@ from runtimes.execution import (
     MEASURE_ROWS,
     OFF_LOOP_SECONDS,
     QUEUE_BUCKETS,
+    WAIT_WINDOW,
     CallCost,
     Executions,
     ModelExecution,
     QueueStats,
+    Spent,
     default_threads,
     measure_cost,
     repeat_rows,
     runs_off_loop,
     start_execution,
     stop_execution,
+    timed,
 )
 
 
@@ -49,6 +52,37 @@ def costing(clock: FakeClock, per_call: float, per_row: float, calls: list[int] 
         return {method: np.zeros(rows) for method in methods}
 
     return compute
+
+
+def spending(wall: FakeClock, cpu: FakeClock, spends: Any):
+    """A compute whose n-th call computes ``cpu`` and waits ``wait`` seconds, from the
+    ``(cpu, wait)`` pairs ``spends`` yields: wall time moves by both, CPU time by the first."""
+    plan = iter(spends)
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        computed, waited = next(plan)
+        cpu.now += computed
+        wall.now += computed + waited
+        return {method: np.zeros(len(features)) for method in methods}
+
+    return compute
+
+
+def serve(execution: ModelExecution, compute: Any, calls: int, rows: int = 1) -> list[bool]:
+    """``calls`` one after another; for each, whether it ran off the loop."""
+
+    async def scenario() -> list[bool]:
+        where = []
+        for _ in range(calls):
+            before = execution.stats.off_loop
+            await execution.run(compute, np.zeros((rows, 4)), ["predict"])
+            where.append(execution.stats.off_loop > before)
+        return where
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        execution.shutdown()
 
 
 # --- the decision -------------------------------------------------------------------------
@@ -90,7 +124,7 @@ def test_the_bound_is_a_parameter():
 def test_small_calls_refine_the_per_call_cost_towards_what_is_observed():
     cost = CallCost(per_call=20e-6, per_row=1e-6)
     for _ in range(40):
-        cost.observe(1, 5e-3 + 1e-6)
+        cost.observe(1, Spent(5e-3 + 1e-6, 5e-3 + 1e-6))
     assert cost.per_call == pytest.approx(5e-3, rel=1e-2)
     assert cost.per_row == 1e-6
     assert runs_off_loop("auto", cost, 1)
@@ -99,27 +133,139 @@ def test_small_calls_refine_the_per_call_cost_towards_what_is_observed():
 def test_large_calls_refine_the_per_row_cost():
     cost = CallCost(per_call=10e-6, per_row=0.1e-6)
     for _ in range(40):
-        cost.observe(10_000, 10e-6 + 10_000 * 2e-6)
+        cost.observe(10_000, Spent(20.01e-3, 10e-6 + 10_000 * 2e-6))
     assert cost.per_row == pytest.approx(2e-6, rel=1e-2)
     assert cost.per_call == 10e-6
 
 
 def test_one_outlier_moves_the_estimate_by_a_fraction_and_it_comes_back():
     cost = CallCost(per_call=20e-6, per_row=0.0)
-    cost.observe(1, 5e-3)
+    cost.observe(1, Spent(5e-3, 5e-3))  # a call that really computed 5 ms
     assert 20e-6 < cost.per_call < 5e-3
     assert runs_off_loop("auto", cost, 1)
     for _ in range(60):
-        cost.observe(1, 20e-6)
+        cost.observe(1, Spent(20e-6, 20e-6))
     assert not runs_off_loop("auto", cost, 1)
 
 
 def test_estimates_never_go_negative():
     cost = CallCost(per_call=1e-3, per_row=1e-6)
     for _ in range(50):
-        cost.observe(1, 0.0)
-        cost.observe(1000, 0.0)
+        cost.observe(1, Spent(0.0, 0.0))
+        cost.observe(1000, Spent(0.0, 0.0))
     assert cost.per_call >= 0 and cost.per_row >= 0
+
+
+# --- CPU time and waits: scheduler noise against blocking calls --------------------------
+
+CHEAP = 28e-6
+"""iris's real cost per call, compiled, one row."""
+
+
+def test_a_cheap_model_stays_on_the_loop_when_some_calls_are_preempted():
+    """Every 7th call is held 5 ms by the scheduler or the interpreter lock (wall time,
+    no CPU), two in a row once: a wall-clock mean would send the model off the loop."""
+    wall, cpu = FakeClock(), FakeClock()
+    noise = {3, 10, 11, 17, 24, 31, 38}
+    spends = ((CHEAP, 5e-3 if n in noise else 0.0) for n in range(40))
+    execution = ModelExecution(
+        "iris", "1", "auto", 2, CallCost(CHEAP, 0.0), clock=wall, cpu_clock=cpu
+    )
+    where = serve(execution, spending(wall, cpu, spends), 40)
+    assert where == [False] * 40
+    assert execution.cost is not None
+    assert execution.cost.per_call == pytest.approx(CHEAP)
+    assert execution.cost.wait == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_cheap_model_sent_off_by_waits_comes_back_after_one_clean_call():
+    """Waits in WAIT_WINDOW calls in a row send it off; on the threads the interpreter
+    lock delays most calls too, and the first clean one brings it back."""
+    wall, cpu = FakeClock(), FakeClock()
+    waits = [5e-3] * WAIT_WINDOW + [3e-3, 0.0, 4e-3, 2e-3]
+    spends = [(CHEAP, wait) for wait in waits]
+    execution = ModelExecution(
+        "iris", "1", "auto", 2, CallCost(CHEAP, 0.0), clock=wall, cpu_clock=cpu
+    )
+    where = serve(execution, spending(wall, cpu, spends), len(spends))
+    assert where == [False] * WAIT_WINDOW + [True, True, False, False]
+
+
+def test_a_sleeping_model_leaves_the_loop_and_stays_off():
+    """Cheap at load, then each predict sleeps 0.5 s (no CPU): after WAIT_WINDOW calls
+    it is off the loop, and its calls on the threads keep it there."""
+    wall, cpu = FakeClock(), FakeClock()
+    spends = [(CHEAP, 0.5)] * 12
+    execution = ModelExecution(
+        "slow", "1", "auto", 2, CallCost(CHEAP, 0.0), clock=wall, cpu_clock=cpu
+    )
+    where = serve(execution, spending(wall, cpu, spends), len(spends))
+    assert where == [False] * WAIT_WINDOW + [True] * (12 - WAIT_WINDOW)
+    assert execution.cost is not None and execution.cost.wait == pytest.approx(0.5)
+    assert execution.cost.per_call == pytest.approx(CHEAP)
+
+
+def test_a_model_that_sleeps_at_load_never_runs_on_the_loop():
+    wall, cpu = FakeClock(), FakeClock()
+    calls: list[int] = []
+    spends = [(1e-6, 2.0)] * 20
+    compute = spending(wall, cpu, spends)
+
+    def counted(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        calls.append(len(features))
+        return compute(features, methods)
+
+    cost = measure_cost(counted, np.zeros((1, 4)), ["predict"], clock=wall, cpu_clock=cpu)
+    assert cost is not None and calls == [1]  # measured once: it is off the loop
+    assert cost.wait == pytest.approx(2.0) and cost.per_call == pytest.approx(1e-6)
+    execution = ModelExecution("slow", "1", "auto", 2, cost, clock=wall, cpu_clock=cpu)
+    assert serve(execution, counted, 10) == [True] * 10
+
+
+def test_a_heavy_cpu_model_goes_off_the_loop_at_its_first_heavy_call():
+    """Cheap at load, then 5 ms of CPU per call: the second call is already off."""
+    wall, cpu = FakeClock(), FakeClock()
+    spends = [(5e-3, 0.0)] * 10
+    execution = ModelExecution(
+        "heavy", "1", "auto", 2, CallCost(CHEAP, 0.0), clock=wall, cpu_clock=cpu
+    )
+    where = serve(execution, spending(wall, cpu, spends), len(spends))
+    assert where == [False] + [True] * 9
+    assert execution.cost is not None and execution.cost.per_call > OFF_LOOP_SECONDS
+
+
+def test_a_heavy_cpu_model_is_measured_off_the_loop_at_load():
+    wall, cpu = FakeClock(), FakeClock()
+    cost = measure_cost(
+        spending(wall, cpu, [(3e-3, 0.0)] * 10), np.zeros((1, 4)), ["predict"], wall, cpu_clock=cpu
+    )
+    assert cost is not None and runs_off_loop("auto", cost, 1)
+    assert cost.wait == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_cpu_clock_is_the_calling_threads_own():
+    """A sleep costs wall time and no CPU on the real clocks: what tells a blocking call
+    from a computing one. (Bounds of a sleep, not a measurement of speed.)"""
+    _, spent = timed(
+        lambda features, methods: time.sleep(0.05) or {},
+        None,
+        [],
+        time.perf_counter,
+        time.thread_time,
+    )
+    assert spent.wall >= 0.05
+    assert spent.cpu < 0.025
+
+
+def test_the_wait_is_the_least_of_recent_calls_and_never_negative():
+    cost = CallCost(CHEAP, 0.0)
+    for wall, cpu in [(1e-3, 1e-6), (2e-3, 1e-6), (1e-6, 5e-6)]:
+        cost.observe(1, Spent(wall, cpu))
+    assert cost.wait == pytest.approx(0.0, abs=1e-12)
+    for _ in range(WAIT_WINDOW):
+        cost.observe(1, Spent(0.1 + CHEAP, CHEAP))
+    assert cost.wait == pytest.approx(0.1)
+    assert "100000 us waiting" in cost.describe()
 
 
 # --- measurement at load ------------------------------------------------------------------
@@ -129,7 +275,7 @@ def test_measure_separates_per_call_from_per_row():
     clock = FakeClock()
     calls: list[int] = []
     compute = costing(clock, per_call=30e-6, per_row=2e-6, calls=calls)
-    cost = measure_cost(compute, np.zeros((1, 4)), ["predict"], clock=clock)
+    cost = measure_cost(compute, np.zeros((1, 4)), ["predict"], clock=clock, cpu_clock=clock)
     assert cost is not None
     assert cost.per_row == pytest.approx(2e-6)
     assert cost.per_call == pytest.approx(30e-6)
@@ -139,7 +285,8 @@ def test_measure_separates_per_call_from_per_row():
 def test_a_slow_first_call_is_not_repeated():
     clock = FakeClock()
     calls: list[int] = []
-    cost = measure_cost(costing(clock, 2.0, 0.0, calls), np.zeros((1, 4)), ["predict"], clock)
+    compute = costing(clock, 2.0, 0.0, calls)
+    cost = measure_cost(compute, np.zeros((1, 4)), ["predict"], clock, cpu_clock=clock)
     assert calls == [1]
     assert cost is not None and cost.per_call == 2.0
     assert runs_off_loop("auto", cost, 1)
@@ -173,7 +320,9 @@ def test_a_cheap_call_runs_on_the_loop_thread_and_refines_the_cost():
         clock.now += 50e-6
         return {"predict": np.zeros(len(features))}
 
-    execution = ModelExecution("m", "1", "auto", 2, CallCost(10e-6, 0.0), clock=clock)
+    execution = ModelExecution(
+        "m", "1", "auto", 2, CallCost(10e-6, 0.0), clock=clock, cpu_clock=clock
+    )
     try:
         asyncio.run(execution.run(compute, np.zeros((1, 4)), ["predict"]))
     finally:

@@ -85,3 +85,68 @@ def test_version_number_of_unversioned_models(tmp_path):
     assert version_number(model) == 7
     unversioned = ModelSettings(name="m", implementation=TinyModel)
     assert version_number(TinyModel(unversioned)) == -1
+
+
+def test_the_kept_default_is_right_after_every_transition(tmp_path):
+    """Load, a newer version loading then ready, reload in place, readiness lost outside
+    the registry, retire, unload: after each, the default is the highest ready version."""
+    reset_gates()
+    registry = V2ModelRegistry()
+
+    async def default() -> MLModel:
+        return await registry.get_model("m")
+
+    async def scenario() -> None:
+        first = await registry.load(_settings(tmp_path, "1"))
+        assert await default() is first
+        loading = asyncio.create_task(registry.load(_settings(tmp_path, "2", "gate")))
+        await ENTERED.setdefault(("m", "2"), asyncio.Event()).wait()
+        assert await default() is first
+        GATES[("m", "2")].set()
+        second = await loading
+        assert await default() is second
+        again = await registry.load(_settings(tmp_path, "2"))  # a reload of version 2
+        assert again is not second and await default() is again
+        again.ready = False  # readiness lost without the registry's knowing
+        assert await default() is first
+
+        async def drained(model: MLModel) -> None:
+            pass
+
+        await registry.retire("m", "2", drained)
+        assert await default() is first
+        await registry.load(_settings(tmp_path, "3"))
+        await registry.unload_version("m", "3")
+        assert await default() is first
+        await registry.retire("m", "1", drained)
+        assert registry.versions_of("m") == {}
+
+    asyncio.run(scenario())
+
+
+def test_the_default_is_kept_between_requests(tmp_path, monkeypatch):
+    """Once found, asking again compares no versions until something changes."""
+    import runtimes.repository.registry as module
+
+    compared: list[str] = []
+
+    def counting(model: MLModel) -> int:
+        compared.append(model.version or "")
+        return version_number(model)
+
+    registry = V2ModelRegistry()
+
+    async def scenario() -> None:
+        for version in ("1", "2"):
+            await registry.load(_settings(tmp_path, version))
+        monkeypatch.setattr(module, "version_number", counting)
+        assert (await registry.get_model("m")).version == "2"
+        found = len(compared)
+        for _ in range(10):
+            assert (await registry.get_model("m")).version == "2"
+        assert len(compared) == found
+        await registry.load(_settings(tmp_path, "3"))
+        assert (await registry.get_model("m")).version == "3"
+        assert len(compared) > found
+
+    asyncio.run(scenario())
