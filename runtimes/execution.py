@@ -464,10 +464,11 @@ async def start_execution(
 ) -> ModelExecution:
     """At load: measure the cost where ``auto`` needs it (off the loop: the model may be
     slow), create the pool and register it where the server reads it (None: no server).
-    ``may_block``: the calls run the estimator's own code (see ``runs_off_loop``)."""
+    ``may_block``: the calls run the estimator's own code (see ``runs_off_loop``), so
+    every call leaves the loop whatever it costs, and there is nothing to measure."""
     features, methods = example
     cost = None
-    if mode == "auto":
+    if mode == "auto" and not may_block:
         cost = await asyncio.to_thread(measure_cost, compute, features, list(methods))
     execution = ModelExecution(
         model, version or "", mode, threads or default_threads(), cost, may_block=may_block

@@ -493,6 +493,16 @@ def test_start_measures_registers_and_stop_unregisters():
     assert registry.find("iris", "2") is None
 
 
+def test_a_model_that_may_block_is_not_measured_at_load():
+    """Its calls leave the loop whatever they cost, so load spends no calls measuring."""
+    calls: list[int] = []
+    compute = costing(FakeClock(), 1e-6, 0.0, calls)
+    example = (np.zeros((1, 4)), ["predict"])
+    execution = asyncio.run(start_execution("a", "1", "auto", 1, compute, example, may_block=True))
+    assert calls == [] and execution.cost is None and execution.off_loop(1)
+    execution.shutdown()
+
+
 def test_thread_mode_is_not_measured_and_a_reload_keeps_the_newest():
     registry = Executions()
     calls: list[int] = []
