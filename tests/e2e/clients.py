@@ -9,9 +9,13 @@ import tritonclient.http as httpclient
 _NUMPY_TO_DATATYPE = {"f": "FP64", "i": "INT64", "O": "BYTES", "U": "BYTES"}
 
 
-def make_client(protocol: str, server: Any) -> Any:
+def make_client(protocol: str, server: Any, network_timeout: float = 60.0) -> Any:
+    """``network_timeout``: the HTTP client's (tritonclient's default, 60 s); gRPC calls
+    have no deadline unless a test gives one."""
     if protocol == "http":
-        return httpclient.InferenceServerClient(url=server.http_url)
+        return httpclient.InferenceServerClient(
+            url=server.http_url, network_timeout=network_timeout
+        )
     return grpcclient.InferenceServerClient(url=server.grpc_url)
 
 

@@ -29,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from runtimes.examples import write_artifact
 
+from .clients import infer, make_client
 from .conftest import ROOT, RunningServer, start_server, stop_server
 from .slow_estimator import SlowClassifier
 
@@ -70,8 +71,7 @@ class LightProbe:
     def __init__(self, server: RunningServer, protocol: str, estimator: Any):
         self.protocol = protocol
         module = httpclient if protocol == "http" else grpcclient
-        url = server.http_url if protocol == "http" else server.grpc_url
-        self.client = module.InferenceServerClient(url=url)
+        self.client = make_client(protocol, server)
         row = np.array([[5.1, 3.5, 1.4, 0.2]])
         self.expected = estimator.predict(row).tolist()
         self.tensor = module.InferInput("input-0", list(row.shape), "FP64")
@@ -142,16 +142,10 @@ def _slow_calls(
     expected = estimator.predict(row).tolist()
 
     def one() -> None:
-        if protocol == "http":
-            client: Any = httpclient.InferenceServerClient(url=server.http_url, network_timeout=120)
-            tensor = httpclient.InferInput("input-0", list(row.shape), "FP64")
-            tensor.set_data_from_numpy(row, binary_data=False)
-        else:
-            client = grpcclient.InferenceServerClient(url=server.grpc_url)
-            tensor = grpcclient.InferInput("input-0", list(row.shape), "FP64")
-            tensor.set_data_from_numpy(row)
+        client = make_client(protocol, server, network_timeout=120)
         try:
-            assert client.infer("slow", [tensor]).as_numpy("predict").tolist() == expected
+            answer = infer(protocol, client, "slow", {"input-0": row})
+            assert answer.as_numpy("predict").tolist() == expected
         finally:
             client.close()
 
