@@ -118,14 +118,24 @@ def _counts(plane: V2DataPlane) -> tuple[int, int]:
     return stats["inference_count"], stats["execution_count"]
 
 
-def test_a_logged_or_traced_request_takes_the_full_path(plane: V2DataPlane) -> None:
+@pytest.mark.parametrize("reader", ["tracer", "prediction log"])
+def test_a_logged_or_traced_request_takes_the_full_path(
+    plane: V2DataPlane, tmp_path: Path, reader: str
+) -> None:
     """The prediction log and the tracer read the ``InferenceRequest``: no lean path."""
-    plane.tracer = object()  # type: ignore[assignment]
-    lean = orjson.dumps(BODIES["one row"])
-    found = asyncio.run(
-        plane.infer_lean(lean_input(orjson.loads(lean)), "iris", None, lambda: None, None)  # type: ignore[arg-type]
-    )
-    assert found is None
+
+    async def lean() -> Any:
+        if reader == "tracer":
+            plane.tracer = object()  # type: ignore[assignment]
+        else:
+            model = await plane.resolve("iris", None)
+            sink = (tmp_path / "log.jsonl").as_uri()
+            model.settings.parameters.extra = {"prediction_log": {"sink": sink}}  # type: ignore[union-attr]
+        tensor = lean_input(BODIES["one row"])
+        assert tensor is not None
+        return await plane.infer_lean(tensor, "iris", None, lambda: None, None)  # type: ignore[arg-type]
+
+    assert asyncio.run(lean()) is None
 
 
 @pytest.mark.parametrize(
