@@ -493,7 +493,10 @@ def render_markdown(
         "",
         "req/s counts successful answers only. CPU µs/req is the server's utime+stime (its "
         "whole process tree, from /proc) per request answered: over wrk's measured interval, "
-        "or over perf_analyzer's and h2load's whole run scaled to the requests they counted.",
+        "or over perf_analyzer's and h2load's whole run scaled to the requests they counted "
+        "(CPU seconds per wall second over the throughput: warm-up windows under the same "
+        "load do not inflate it; the idle start-up before the first request lowers it, by "
+        "3-4% when sampled every 100 ms on a perf_analyzer run of this bench).",
         "",
         "| cell | server | req/s (median) | req/s per round | p50 ms | p99 ms | CPU µs/req "
         "| errors | RSS MB |",
