@@ -216,6 +216,17 @@ class SklearnRuntime(V2Runtime):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
+    def _leaves_to_sklearn(self, features: Any, methods: list[str]) -> bool:
+        """Whether this call runs the estimator's own code: a method the compiled
+        predictor does not offer, or features it refuses (non-finite, out of its domain).
+        Such a call may be slow whatever the predictor's measured cost (issue 18)."""
+        predictor = self._backend.predictor
+        if predictor is None:
+            return True
+        if any(method not in predictor.methods for method in methods):
+            return True
+        return predictor.feeds(features) is None
+
     async def _results(
         self,
         features: Any,
@@ -247,7 +258,10 @@ class SklearnRuntime(V2Runtime):
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods, caller)
         elif self._execution is not None:
-            results = await self._execution.run(self._compute, features, methods, caller)
+            blocks = self._leaves_to_sklearn(features, methods)
+            results = await self._execution.run(
+                self._compute, features, methods, caller, may_block=blocks
+            )
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None and not (caller and caller.gone()):
