@@ -58,9 +58,11 @@ class Layout:
 
 
 def _repository(mount: Path) -> Layout:
-    # The settings only: version folders that `make models` trained here are not the layout's.
-    untrained = shutil.ignore_patterns("[0-9]*")
-    shutil.copytree(ROOT / "model-repository", mount, dirs_exist_ok=True, ignore=untrained)
+    # The committed settings only: what `make models` trained here (version folders, and
+    # the models whose settings live in them) is not the layout's.
+    for settings in (ROOT / "model-repository").glob("*/model-settings.json"):
+        (mount / settings.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(settings, mount / settings.parent.name / settings.name)
     served = {}
     for model, versions in EXAMPLES.items():
         for version, train in versions.items():
