@@ -1,0 +1,154 @@
+"""A large gRPC message split in the helper process converts exactly as a small one does.
+
+``message_bulk.split_message`` runs in the helper process; the server parses the
+remainder and converts it with the bulk (``to_inference_request(..., bulk)``). Whatever
+the inputs, the result must equal the ordinary parse and conversion of the whole message.
+"""
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtimes.errors import InvalidInput, InvalidPayload
+from runtimes.protocol.grpc.convert import to_inference_request
+from runtimes.protocol.grpc.message_bulk import SplitMessage, WireProblem, split_message
+from runtimes.protocol.grpc.messages import message
+
+Request = message("ModelInferRequest")
+
+_INT32 = st.integers(-(2**31), 2**31 - 1)
+TYPED: dict[str, tuple[str, Any]] = {
+    "FP64": ("fp64_contents", st.floats(allow_nan=False, allow_infinity=False)),
+    "FP32": ("fp32_contents", st.floats(width=32, allow_nan=False, allow_infinity=False)),
+    "INT32": ("int_contents", _INT32),
+    "INT8": ("int_contents", st.integers(-128, 127)),
+    "UINT16": ("uint_contents", st.integers(0, 2**16 - 1)),
+    "INT64": ("int64_contents", st.integers(-(2**63), 2**63 - 1)),
+    "UINT64": ("uint64_contents", st.integers(0, 2**64 - 1)),
+    "BOOL": ("bool_contents", st.booleans()),
+    "BYTES": ("bytes_contents", st.binary(max_size=8)),
+}
+RAW = {"FP64": "<f8", "INT32": "<i4", "UINT8": "u1", "BOOL": "?"}
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> Any:
+    """A ModelInferRequest with typed and raw inputs, parameters and outputs."""
+    request = Request(model_name="m", model_version="2", id=draw(st.text(max_size=5)))
+    request.parameters["content_type"].string_param = "np"
+    request.parameters["priority"].int64_param = draw(st.integers(0, 9))
+    for index in range(draw(st.integers(1, 4))):
+        raw = draw(st.booleans())
+        datatype = draw(st.sampled_from(sorted(RAW if raw else TYPED)))
+        count = draw(st.integers(0, 6))
+        tensor = request.inputs.add(name=f"in-{index}", datatype=datatype, shape=[1, count])
+        tensor.parameters["scale"].double_param = draw(st.floats(allow_nan=False))
+        if raw:
+            values = np.asarray(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+            request.raw_input_contents.append(values.astype(RAW[datatype]).tobytes())
+        else:
+            field, elements = TYPED[datatype]
+            getattr(tensor.contents, field).extend(
+                draw(st.lists(elements, min_size=count, max_size=count))
+            )
+    request.outputs.add(name="predict").parameters["binary_data"].bool_param = True
+    return request
+
+
+def _plain(converted: Any) -> dict[str, Any]:
+    """The request as comparable values: arrays and lists both as lists."""
+    document = converted.model_dump()
+    for tensor in document["inputs"]:
+        data = tensor["data"]
+        tensor["data"] = data.tolist() if isinstance(data, np.ndarray) else list(data)
+    return document
+
+
+def _outcome(convert: Any) -> Any:
+    """The converted request as plain values, or the error it raised."""
+    try:
+        return _plain(convert())
+    except (InvalidInput, InvalidPayload) as exc:
+        return type(exc), str(exc)
+
+
+def _split(wire: bytes) -> tuple[Any, Any]:
+    split = split_message(wire)
+    assert isinstance(split, SplitMessage)
+    return Request.FromString(split.remainder), split.bulk
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests())
+def test_a_split_message_converts_as_the_whole_message(request):
+    wire = request.SerializeToString()
+    remainder, bulk = _split(wire)
+    expected = _outcome(lambda: to_inference_request(Request.FromString(wire), {"h": "1"}))
+    assert _outcome(lambda: to_inference_request(remainder, {"h": "1"}, bulk)) == expected
+
+
+def test_the_remainder_holds_no_tensor_values():
+    request = Request(model_name="m")
+    request.inputs.add(name="a", datatype="FP64", shape=[3]).contents.fp64_contents.extend(
+        [1.0] * 3
+    )
+    request.inputs.add(name="b", datatype="FP64", shape=[100_000])
+    request.raw_input_contents.append(np.zeros(100_000).tobytes())
+    remainder, bulk = _split(request.SerializeToString())
+    assert len(remainder.SerializeToString()) < 100
+    assert not remainder.raw_input_contents and not remainder.inputs[0].contents.ListFields()
+    assert bulk.contents[0][0][0] == "fp64_contents" and bulk.contents[1] == []
+    assert bulk.contents[0][0][1].dtype == np.dtype("<f8")
+
+
+def test_fp64_values_read_from_the_wire_are_exact():
+    values = np.random.default_rng(0).random(10_000) * 1e300
+    request = Request(model_name="m")
+    tensor = request.inputs.add(name="a", datatype="FP64", shape=[values.size])
+    tensor.contents.fp64_contents.extend(values.tolist())
+    remainder, bulk = _split(request.SerializeToString())
+    converted = to_inference_request(remainder, {}, bulk)
+    np.testing.assert_array_equal(converted.inputs[0].data.root, values)
+
+
+def test_typed_values_in_the_wrong_field_are_refused_as_for_a_small_message():
+    request = Request(model_name="m")
+    tensor = request.inputs.add(name="a", datatype="FP64", shape=[2])
+    tensor.contents.fp32_contents.extend([1.0, 2.0])
+    tensor.contents.fp64_contents.extend([1.0, 2.0])
+    remainder, bulk = _split(request.SerializeToString())
+    with pytest.raises(InvalidInput, match="fp32_contents, fp64_contents") as small:
+        to_inference_request(request, {})
+    with pytest.raises(InvalidInput) as large:
+        to_inference_request(remainder, {}, bulk)
+    assert str(large.value) == str(small.value)
+
+
+def test_int8_values_out_of_range_are_refused():
+    request = Request(model_name="m")
+    request.inputs.add(name="a", datatype="INT8", shape=[2]).contents.int_contents.extend(
+        [1, 300]
+    )
+    remainder, bulk = _split(request.SerializeToString())
+    with pytest.raises(InvalidInput, match="'a' has values that are not numbers"):
+        to_inference_request(remainder, {}, bulk)
+
+
+def test_raw_buffers_must_match_the_inputs_without_contents_as_for_a_small_message():
+    request = Request(model_name="m", raw_input_contents=[b"\0" * 8, b"\0" * 8])
+    request.inputs.add(name="a", datatype="FP64", shape=[1])
+    remainder, bulk = _split(request.SerializeToString())
+    with pytest.raises(InvalidPayload, match="2 raw_input_contents for 1 inputs"):
+        to_inference_request(remainder, {}, bulk)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"\xff\xff\xff", b"\x0a\x05ab", Request(model_name="m").SerializeToString()[:-1] + b"\x80"],
+)
+def test_bytes_that_are_not_a_message_are_a_wire_problem(wire):
+    problem = split_message(wire)
+    assert isinstance(problem, WireProblem) and "pars" in problem.message.lower()
