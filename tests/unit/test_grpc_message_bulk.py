@@ -1,6 +1,7 @@
-"""A large gRPC message split in the helper process converts exactly as a small one does.
+"""A large gRPC message split off the loop converts exactly as a small one does.
 
-``message_bulk.split_message`` runs in the helper process; the server parses the
+``message_bulk.scan_message`` (the wire read in a thread) and ``split_message`` (protobuf
+in the helper process) split a message into remainder and bulk; the server parses the
 remainder and converts it with the bulk (``to_inference_request(..., bulk)``). Whatever
 the inputs, the result must equal the ordinary parse and conversion of the whole message.
 """
@@ -9,12 +10,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtimes.errors import InvalidInput, InvalidPayload
 from runtimes.protocol.grpc.convert import to_inference_request
-from runtimes.protocol.grpc.message_bulk import SplitMessage, WireProblem, split_message
+from runtimes.protocol.grpc.message_bulk import (
+    SMALL_CONTENTS,
+    SplitMessage,
+    WireProblem,
+    scan_message,
+    split_message,
+)
 from runtimes.protocol.grpc.messages import message
 
 Request = message("ModelInferRequest")
@@ -75,29 +83,81 @@ def _outcome(convert: Any) -> Any:
         return type(exc), str(exc)
 
 
-def _split(wire: bytes) -> tuple[Any, Any]:
-    split = split_message(wire)
+def _split(wire: bytes, splitter: Any = split_message) -> tuple[Any, Any]:
+    split = splitter(wire)
     assert isinstance(split, SplitMessage)
     return Request.FromString(split.remainder), split.bulk
 
 
+@pytest.mark.parametrize("splitter", [split_message, scan_message])
 @settings(max_examples=200, deadline=None)
-@given(requests())
-def test_a_split_message_converts_as_the_whole_message(request):
+@given(request=requests())
+def test_a_split_message_converts_as_the_whole_message(splitter, request):
     wire = request.SerializeToString()
-    remainder, bulk = _split(wire)
+    remainder, bulk = _split(wire, splitter)
     expected = _outcome(lambda: to_inference_request(Request.FromString(wire), {"h": "1"}))
     assert _outcome(lambda: to_inference_request(remainder, {"h": "1"}, bulk)) == expected
 
 
-def test_the_remainder_holds_no_tensor_values():
+@settings(max_examples=300, deadline=None)
+@given(request=requests(), data=st.data())
+def test_a_damaged_message_is_refused_by_the_scan_whenever_protobuf_refuses_it(request, data):
+    """Bytes changed anywhere: the scan's outcome (a problem, a remainder that does not
+    parse, or a conversion) is the ordinary parse's."""
+    wire = bytearray(request.SerializeToString())
+    for _ in range(data.draw(st.integers(1, 3))):
+        wire[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
+    wire = bytes(wire[: data.draw(st.integers(1, len(wire)))])
+    try:
+        whole = Request.FromString(wire)
+    except DecodeError:
+        whole = None
+    split = scan_message(wire)
+    if split is None:  # left to the helper process
+        return
+    try:
+        remainder = None if isinstance(split, WireProblem) else Request.FromString(split.remainder)
+    except DecodeError:
+        remainder = None
+    assert (remainder is None) == (whole is None)
+    if whole is not None:
+        expected = _outcome(lambda: to_inference_request(whole, {}))
+        assert _outcome(lambda: to_inference_request(remainder, {}, split.bulk)) == expected
+
+
+def test_the_scan_leaves_large_varint_contents_to_the_helper_and_parses_small_ones():
+    request = Request(model_name="m")
+    tensor = request.inputs.add(name="a", datatype="INT32", shape=[5])
+    tensor.contents.int_contents.extend([1, -2, 3, 4, 5])
+    remainder, bulk = _split(request.SerializeToString(), scan_message)
+    assert bulk.contents[0][0][1].tolist() == [1, -2, 3, 4, 5]
+    tensor.contents.int_contents.extend([7] * SMALL_CONTENTS)
+    assert scan_message(request.SerializeToString()) is None
+
+
+def test_the_scan_reads_raw_buffers_and_packed_floats_without_copying_aligned_ones():
+    values = np.arange(1000, dtype="<f8")
+    request = Request(model_name="m", raw_input_contents=[values.tobytes()])
+    request.inputs.add(name="a", datatype="FP64", shape=[1000])
+    request.inputs.add(name="b", datatype="FP32", shape=[2]).contents.fp32_contents.extend(
+        [0.5, 1.5]
+    )
+    remainder, bulk = _split(request.SerializeToString(), scan_message)
+    converted = to_inference_request(remainder, {}, bulk)
+    assert converted.inputs[0].data.root.flags.aligned
+    np.testing.assert_array_equal(converted.inputs[0].data.root, values)
+    assert converted.inputs[1].data.root.dtype == np.float32
+
+
+@pytest.mark.parametrize("splitter", [split_message, scan_message])
+def test_the_remainder_holds_no_tensor_values(splitter):
     request = Request(model_name="m")
     request.inputs.add(name="a", datatype="FP64", shape=[3]).contents.fp64_contents.extend(
         [1.0] * 3
     )
     request.inputs.add(name="b", datatype="FP64", shape=[100_000])
     request.raw_input_contents.append(np.zeros(100_000).tobytes())
-    remainder, bulk = _split(request.SerializeToString())
+    remainder, bulk = _split(request.SerializeToString(), splitter)
     assert len(remainder.SerializeToString()) < 100
     assert not remainder.raw_input_contents and not remainder.inputs[0].contents.ListFields()
     assert bulk.contents[0][0][0] == "fp64_contents" and bulk.contents[1] == []
@@ -145,10 +205,17 @@ def test_raw_buffers_must_match_the_inputs_without_contents_as_for_a_small_messa
         to_inference_request(remainder, {}, bulk)
 
 
+@pytest.mark.parametrize("splitter", [split_message, scan_message])
 @pytest.mark.parametrize(
     "wire",
     [b"\xff\xff\xff", b"\x0a\x05ab", Request(model_name="m").SerializeToString()[:-1] + b"\x80"],
 )
-def test_bytes_that_are_not_a_message_are_a_wire_problem(wire):
-    problem = split_message(wire)
+def test_bytes_that_are_not_a_message_are_a_problem(splitter, wire):
+    """A WireProblem, or (a string field's bad UTF-8, kept by the scan) a remainder that
+    protobuf refuses: the server answers both as InvalidPayload."""
+    problem = splitter(wire)
+    if isinstance(problem, SplitMessage):
+        with pytest.raises(DecodeError):
+            Request.FromString(problem.remainder)
+        return
     assert isinstance(problem, WireProblem) and "pars" in problem.message.lower()

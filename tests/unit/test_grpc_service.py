@@ -5,6 +5,7 @@ the ``ServicerContext`` is a stand-in (``grpc_context.FakeContext``).
 """
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,17 +162,40 @@ def offloading(served: Served) -> Iterator[Served]:
         served.service.offload = ordinary
 
 
-def test_a_large_message_split_in_the_helper_process_answers_as_a_small_one(
-    offloading, artifact
+def _unpacked(request: Any) -> bytes:
+    """``request`` with its one input's FP64 values unpacked (one field per value), which
+    parsers must accept and only the helper process reads when large."""
+    tensor = request.inputs[0]
+    values = list(tensor.contents.fp64_contents)
+    tensor.ClearField("contents")
+    contents = b"".join(b"\x39" + struct.pack("<d", value) for value in values)
+    body = tensor.SerializeToString() + b"\x2a" + _varint(len(contents)) + contents
+    del request.inputs[:]
+    return request.SerializeToString() + b"\x2a" + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
+
+
+@pytest.mark.parametrize(("encoding", "in_helper"), [("packed", False), ("unpacked", True)])
+def test_a_large_message_split_off_the_loop_answers_as_a_small_one(
+    offloading, artifact, encoding, in_helper
 ):
-    rows = np.repeat(X, 3, axis=0)
+    """Packed values are scanned in a thread; unpacked ones are parsed in the helper."""
+    rows = np.repeat(X, 13, axis=0)  # unpacked: 150 KB of contents
 
     async def body(env: Served) -> Any:
-        wire = _infer_request(rows=rows).SerializeToString()
+        request = _infer_request(rows=rows)
+        wire = request.SerializeToString() if encoding == "packed" else _unpacked(request)
         return await _unary(env.service, "ModelInfer")(wire, FakeContext())
 
     reply = offloading.run(body)
-    assert offloading.service.offload._pool is not None  # it went through the process
+    assert (offloading.service.offload._pool is not None) is in_helper
     expected = artifact[1].predict(rows)
     np.testing.assert_array_equal(
         np.frombuffer(reply.raw_output_contents[0], dtype=expected.dtype), expected

@@ -30,7 +30,7 @@ from ..offload import BodyOffload
 from ..timeouts import grpc_caller
 from .convert import to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
-from .message_bulk import Bulk, WireProblem, split_message
+from .message_bulk import Bulk, WireProblem, scan_message, split_message
 from .messages import SERVICE_NAME, message, service_methods
 
 RAW_REQUESTS = {"ModelInfer", "ModelStreamInfer"}
@@ -113,12 +113,15 @@ class TritonService:
         return reply
 
     async def _message(self, wire: bytes) -> tuple[Any, Bulk | None]:
-        """The ModelInferRequest and, for a large one, its values split off in the helper
-        process: protobuf's parser holds the interpreter lock for the whole parse, which
-        on the loop (or in a thread) stalls every other request (docs/reliability.md)."""
+        """The ModelInferRequest and, for a large one, its values split off without
+        protobuf's parser, which holds the interpreter lock for the whole parse: on the
+        loop (or in a thread) it stalls every other request (``message_bulk``,
+        docs/reliability.md)."""
         if not self.offload.large(len(wire)):
             return _parse(wire), None
-        split = await self.offload.run(split_message, wire, "gRPC message")
+        split = await asyncio.to_thread(scan_message, wire)
+        if split is None:  # large typed contents other than FP32/FP64
+            split = await self.offload.run(split_message, wire, "gRPC message")
         if isinstance(split, WireProblem):
             raise _undecodable(split.message)
         return _parse(split.remainder), split.bulk
