@@ -79,7 +79,7 @@ async def loop_wait(take) -> float:
     return max(gaps) * 1e3
 
 
-async def compare_loop_waits(data: bytes, rounds: int = 5) -> dict[str, list[float]]:
+async def compare_loop_waits(data: bytes, rounds: int = 15) -> dict[str, list[float]]:
     """Alternating rounds of each way to take ``data``: ms the loop waited."""
     offload = BodyOffload(0)
 
