@@ -65,6 +65,18 @@ class WireProblem:
     message: str
 
 
+def _varint(data: memoryview, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[offset]  # IndexError when truncated
+        value |= (byte & 0x7F) << shift
+        offset, shift = offset + 1, shift + 7
+        if not byte & 0x80:
+            return value, offset
+        if shift > 63:
+            raise ValueError("a varint longer than 10 bytes")
+
+
 def _values(contents: Any, name: str, only: bool) -> Any:
     values = getattr(contents, name)
     dtype = FIELD_DTYPES.get(name)
@@ -74,13 +86,7 @@ def _values(contents: Any, name: str, only: bool) -> Any:
         # One packed field of little-endian values after its tag and varint length:
         # read from the wire at memory speed rather than as millions of Python floats.
         wire = contents.SerializeToString()
-        offset, length, shift = 1, 0, 0
-        while True:
-            byte = wire[offset]
-            length |= (byte & 0x7F) << shift
-            offset, shift = offset + 1, shift + 7
-            if not byte & 0x80:
-                break
+        length, offset = _varint(memoryview(wire), 1)
         return np.frombuffer(wire, dtype=dtype, count=length // dtype.itemsize, offset=offset)
     return np.fromiter(values, dtype=dtype, count=len(values))
 
@@ -128,18 +134,6 @@ def _aligned(view: memoryview) -> memoryview:
 
 class _Unscannable(Exception):
     """A typed field the scan does not read (varint or BYTES values above SMALL_CONTENTS)."""
-
-
-def _varint(data: memoryview, offset: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[offset]  # IndexError when truncated
-        value |= (byte & 0x7F) << shift
-        offset, shift = offset + 1, shift + 7
-        if not byte & 0x80:
-            return value, offset
-        if shift > 63:
-            raise ValueError("a varint longer than 10 bytes")
 
 
 def _fields(data: memoryview, start: int, end: int) -> Any:
