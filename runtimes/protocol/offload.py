@@ -7,7 +7,9 @@ A body above ``offload_body_bytes`` (1 MiB by default) is decoded elsewhere:
   3.2 s (issue 18). The process also turns numeric data into arrays with validation's
   checks, and only arrays come back;
 - decompression, the binary tensor part and building the request in a thread: zlib and
-  numpy's copies release the lock or take little of it.
+  numpy's copies release the lock or take little of it;
+- a large gRPC ModelInferRequest in a helper process too (``grpc.message_bulk``): protobuf's
+  parser holds the lock for the whole parse, 40-75 ms for 40 MB.
 
 Everything here is pure: decoding reads the body and builds new objects, and validation
 of the decoded tensors happens later in the runtime, as for a small body. The helper
@@ -18,14 +20,17 @@ the next one starts a new process.
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidInput, InvalidPayload
 from .json_bulk import DataProblem, JsonProblem, load_document
 
 logger = logging.getLogger("v2serve.protocol")
+
+T = TypeVar("T")
 
 COMPRESSION_RATIO = 16
 """A compressed body counts as this many times its size: JSON numbers gzip 3-10x."""
@@ -41,13 +46,16 @@ class BodyOffload:
 
     async def load_json(self, model: str, json_part: bytes) -> Any:
         """The parsed document, numeric data as arrays; errors as the codec raises them."""
+        return _raise_problems(model, await self.run(load_document, json_part, "JSON body"))
+
+    async def run(self, parse: Callable[[bytes], T], body: bytes, what: str) -> T:
+        """``parse(body)`` in the helper process; in a thread if the process died."""
         try:
-            document = await asyncio.wrap_future(self._process().submit(load_document, json_part))
+            return await asyncio.wrap_future(self._process().submit(parse, body))
         except BrokenProcessPool:
-            logger.warning("the JSON helper process died; parsing this body in a thread")
+            logger.warning("the helper process died; parsing this %s in a thread", what)
             self._pool = None
-            document = await asyncio.to_thread(load_document, json_part)
-        return _raise_problems(model, document)
+            return await asyncio.to_thread(parse, body)
 
     def _process(self) -> ProcessPoolExecutor:
         if self._pool is None:

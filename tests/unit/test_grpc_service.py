@@ -5,6 +5,7 @@ the ``ServicerContext`` is a stand-in (``grpc_context.FakeContext``).
 """
 
 import asyncio
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from runtimes.protocol.control_auth import ControlTokenInterceptor
 from runtimes.protocol.grpc.health import HealthService
 from runtimes.protocol.grpc.messages import SERVICE_NAME, message
 from runtimes.protocol.grpc.service import TritonService, triton_handler
+from runtimes.protocol.offload import BodyOffload
 from runtimes.repository.states import VersionState
 from tests.unit.grpc_context import FakeContext
 
@@ -103,7 +105,8 @@ async def _aborted(call: Awaitable[Any], context: FakeContext) -> tuple[grpc.Sta
 def test_model_infer_answers_with_the_estimators_predictions(served, artifact):
     async def body(env: Served) -> Any:
         context = FakeContext((("x-request-id", "r1"),))
-        return await _unary(env.service, "ModelInfer")(_infer_request(), context)
+        wire = _infer_request().SerializeToString()  # ModelInfer parses its own message
+        return await _unary(env.service, "ModelInfer")(wire, context)
 
     reply = served.run(body)
     expected = artifact[1].predict(ROW)
@@ -123,7 +126,7 @@ def test_model_infer_errors_are_rendered_with_their_code(served, model, code, wo
     async def body(env: Served) -> Any:
         context = FakeContext()
         handler = _unary(env.service, "ModelInfer")
-        return await _aborted(handler(_infer_request(model), context), context)
+        return await _aborted(handler(_infer_request(model).SerializeToString(), context), context)
 
     got_code, details = served.run(body)
     assert got_code is code
@@ -139,11 +142,83 @@ def test_typed_contents_in_the_wrong_field_are_invalid_argument(served):
         tensor.contents.ClearField("fp64_contents")
         tensor.contents.fp32_contents.extend(ROW.ravel().tolist())
         context = FakeContext()
-        return await _aborted(_unary(env.service, "ModelInfer")(request, context), context)
+        wire = request.SerializeToString()
+        return await _aborted(_unary(env.service, "ModelInfer")(wire, context), context)
 
     code, details = served.run(body)
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert all(w in details for w in ("input-0", "FP64", "fp64_contents", "fp32_contents"))
+
+
+@pytest.fixture
+def offloading(served: Served) -> Iterator[Served]:
+    """The service with every message above 0 bytes split in the helper process."""
+    ordinary = served.service.offload
+    served.service.offload = BodyOffload(0)
+    try:
+        yield served
+    finally:
+        served.service.offload.close()
+        served.service.offload = ordinary
+
+
+def _unpacked(request: Any) -> bytes:
+    """``request`` with its one input's FP64 values unpacked (one field per value), which
+    parsers must accept and only the helper process reads when large."""
+    tensor = request.inputs[0]
+    values = list(tensor.contents.fp64_contents)
+    tensor.ClearField("contents")
+    contents = b"".join(b"\x39" + struct.pack("<d", value) for value in values)
+    body = tensor.SerializeToString() + b"\x2a" + _varint(len(contents)) + contents
+    del request.inputs[:]
+    return request.SerializeToString() + b"\x2a" + _varint(len(body)) + body
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes([*out, value])
+
+
+@pytest.mark.parametrize(("encoding", "in_helper"), [("packed", False), ("unpacked", True)])
+def test_a_large_message_split_off_the_loop_answers_as_a_small_one(
+    offloading, artifact, encoding, in_helper
+):
+    """Packed values are scanned in a thread; unpacked ones are parsed in the helper."""
+    rows = np.repeat(X, 13, axis=0)  # unpacked: 150 KB of contents
+
+    async def body(env: Served) -> Any:
+        request = _infer_request(rows=rows)
+        wire = request.SerializeToString() if encoding == "packed" else _unpacked(request)
+        return await _unary(env.service, "ModelInfer")(wire, FakeContext())
+
+    reply = offloading.run(body)
+    assert (offloading.service.offload._pool is not None) is in_helper
+    expected = artifact[1].predict(rows)
+    np.testing.assert_array_equal(
+        np.frombuffer(reply.raw_output_contents[0], dtype=expected.dtype), expected
+    )
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_bytes_that_are_not_a_message_are_invalid_argument(served, large):
+    if large:
+        served.service.offload.threshold, ordinary = 0, served.service.offload.threshold
+
+    async def body(env: Served) -> Any:
+        context = FakeContext()
+        return await _aborted(_unary(env.service, "ModelInfer")(b"\xff\xff", context), context)
+
+    try:
+        code, details = served.run(body)
+    finally:
+        if large:
+            served.service.offload.threshold = ordinary
+            served.service.offload.close()
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a ModelInferRequest" in details and "pars" in details
 
 
 def test_unsupported_methods_are_unimplemented(served):
@@ -157,9 +232,10 @@ def test_unsupported_methods_are_unimplemented(served):
     assert code is grpc.StatusCode.UNIMPLEMENTED and "SystemSharedMemoryStatus" in details
 
 
-async def _requests(*requests: Any) -> AsyncIterator[Any]:
+async def _requests(*requests: Any) -> AsyncIterator[bytes]:
+    """The stream's messages as the server receives them: ModelStreamInfer parses its own."""
     for request in requests:
-        yield request
+        yield request if isinstance(request, bytes) else request.SerializeToString()
 
 
 def test_stream_errors_are_in_stream_and_carry_the_requests_id(served):
@@ -175,6 +251,19 @@ def test_stream_errors_are_in_stream_and_carry_the_requests_id(served):
     assert [r.infer_response.id for r in replies] == ["a", "b", "c"]
     assert [r.error_message for r in replies][::2] == ["", ""]
     assert replies[1].error_message == "model 'nope' not found"
+
+
+def test_a_stream_message_that_does_not_parse_is_an_in_stream_error(served):
+    async def body(env: Served) -> list[Any]:
+        stream = env.service.ModelStreamInfer(
+            _requests(b"\xff\xff", _infer_request(request_id="c")), FakeContext()
+        )
+        return [reply async for reply in stream]
+
+    replies = served.run(body)
+    assert [r.infer_response.id for r in replies] == ["", "c"]
+    assert "not a ModelInferRequest" in replies[0].error_message
+    assert replies[1].error_message == ""
 
 
 def test_health_check_and_unknown_service(served):

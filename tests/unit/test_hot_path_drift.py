@@ -66,27 +66,3 @@ def test_laps_add_up_to_the_clocks_time():
     started = clock.last
     laps = [clock.lap() for _ in range(3)]
     assert all(lap >= 0 for lap in laps) and sum(laps) == clock.last - started
-
-
-def message_size_by_generators(request):
-    size = sum(len(buffer) for buffer in request.raw_input_contents)
-    for tensor in request.inputs:
-        size += sum(8 * len(values) for _, values in tensor.contents.ListFields())
-    return size
-
-
-@given(
-    st.lists(st.binary(max_size=64), max_size=3),
-    st.lists(st.lists(st.floats(allow_nan=False), max_size=5), max_size=3),
-    st.lists(st.lists(st.integers(-(2**31), 2**31 - 1), max_size=5), max_size=2),
-)
-def test_message_size_adds_up_as_before(raw, fp64, int32):
-    from runtimes.protocol.grpc.convert import message_size
-    from runtimes.protocol.grpc.messages import message
-
-    request = message("ModelInferRequest")(model_name="m", raw_input_contents=raw)
-    for values in fp64:
-        request.inputs.add(name="f", datatype="FP64").contents.fp64_contents.extend(values)
-    for values in int32:
-        request.inputs.add(name="i", datatype="INT32").contents.int_contents.extend(values)
-    assert message_size(request) == message_size_by_generators(request)

@@ -24,8 +24,10 @@ from mlserver.types import (
 
 from ...construct import construct, empty_parameters
 from ...errors import InvalidInput, InvalidPayload
+from ...schema import RAW_DTYPES
 from ...validation import check_parameters
 from ..tensors import decode_raw, encode_raw
+from .message_bulk import Bulk
 from .messages import message
 
 _UINT64_FROM = 2**63
@@ -41,38 +43,14 @@ CONTENTS_FIELD = {
 }  # fmt: skip
 
 
-# Fixed-width typed contents that a large message reads straight from the wire: one
-# packed field of little-endian values after its one-byte tag and varint length.
-_PACKED_DTYPES: dict[str, np.dtype] = {"FP64": np.dtype("<f8"), "FP32": np.dtype("<f4")}
-
-
-def message_size(request: Any) -> int:
-    """About the bytes of a ModelInferRequest's tensors; ``ByteSize()`` walks every value
-    (0.5 s for 32 MB), this only reads lengths."""
-    size = sum(map(len, request.raw_input_contents))
-    for tensor in request.inputs:
-        for _, values in tensor.contents.ListFields():
-            size += 8 * len(values)
-    return size
-
-
-def _packed_values(contents: Any, dtype: np.dtype) -> np.ndarray:
-    wire = contents.SerializeToString()
-    offset = 1
-    while wire[offset] & 0x80:
-        offset += 1
-    return np.frombuffer(wire, dtype=dtype, offset=offset + 1)
-
-
-def typed_contents(model: str, tensor: Any, large: bool = False) -> Any:
-    """The values of ``tensor.contents``, refused unless in its datatype's own field.
-    For a large message, FP64 and FP32 values come as an array read from the wire
-    (Python floats for millions of values cost seconds)."""
-    populated = tensor.contents.ListFields()
+def typed_contents(model: str, tensor: Any, populated: list[tuple[str, Any]]) -> Any:
+    """The values of ``tensor``'s ``populated`` typed fields (name, values), refused
+    unless in its datatype's own field. Values split off a large message
+    (``message_bulk``) are arrays of the field's dtype, cast here to the datatype's."""
     if not populated:
         return []
     expected = CONTENTS_FIELD.get(tensor.datatype)
-    sent = [descriptor.name for descriptor, _ in populated]
+    sent = [name for name, _ in populated]
     if sent != [expected]:
         raise InvalidInput(
             model,
@@ -83,9 +61,28 @@ def typed_contents(model: str, tensor: Any, large: bool = False) -> Any:
             else f"raw_input_contents, as datatype '{tensor.datatype}' has no typed field",
             f"values in {', '.join(sent)}",
         )
-    if large and tensor.datatype in _PACKED_DTYPES:
-        return _packed_values(tensor.contents, _PACKED_DTYPES[tensor.datatype])
-    return list(populated[0][1])
+    values = populated[0][1]
+    if isinstance(values, np.ndarray):
+        return _as_datatype(model, tensor, values)
+    return list(values)
+
+
+def _as_datatype(model: str, tensor: Any, values: np.ndarray) -> np.ndarray:
+    """INT8/16 and UINT8/16 travel in 32-bit fields: cast, and out of range refused as
+    validation refuses it among a small message's values."""
+    dtype = np.dtype(RAW_DTYPES[tensor.datatype])
+    if values.dtype == dtype:
+        return values
+    limits = np.iinfo(dtype)
+    if values.size and (values.min() < limits.min or values.max() > limits.max):
+        raise InvalidInput(
+            model,
+            tensor.name,
+            "has values that are not numbers",
+            tensor.datatype,
+            f"values outside [{limits.min}, {limits.max}]",
+        )
+    return values.astype(dtype)
 
 
 def read_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,30 +113,39 @@ def _parameters(values: dict[str, Any]) -> Parameters | None:
 
 
 def to_inference_request(
-    request: Any, headers: dict[str, str], large: bool = False
+    request: Any, headers: dict[str, str], bulk: Bulk | None = None
 ) -> InferenceRequest:
-    """Pure: reads ``request`` and builds new objects, so a large one converts in a thread."""
+    """Pure: reads ``request`` and builds new objects, so a large one converts in a thread.
+    ``bulk``: the values split off a large message (``message_bulk``), which ``request``
+    (its remainder) no longer holds."""
     model = request.model_name
     values = read_parameters(request.parameters)
     check_parameters(model, "request", values)
-    raw = list(request.raw_input_contents)
-    empty = [tensor for tensor in request.inputs if not tensor.contents.ListFields()]
+    if bulk is None:
+        raw = list(request.raw_input_contents)
+        populated = [
+            [(field.name, found) for field, found in tensor.contents.ListFields()]
+            for tensor in request.inputs
+        ]
+    else:
+        raw, populated = bulk.raw, bulk.contents
+    empty = [index for index, fields in enumerate(populated) if not fields]
     if raw and len(raw) != len(empty):
         raise InvalidPayload(
             f"model '{model}': {len(raw)} raw_input_contents for {len(empty)} inputs "
             "without contents; expected one per input"
         )
-    buffers = dict(zip((id(t) for t in empty), raw, strict=False))
+    buffers = dict(zip(empty, raw, strict=False))
     inputs = []
-    for tensor in request.inputs:
+    for index, tensor in enumerate(request.inputs):
         input_values = read_parameters(tensor.parameters)
         check_parameters(model, f"input '{tensor.name}'", input_values)
         shape = list(tensor.shape)
-        buffer = buffers.get(id(tensor))
+        buffer = buffers.get(index)
         if buffer is not None:
             data: Any = decode_raw(model, tensor.name, tensor.datatype, shape, buffer)
         else:
-            data = typed_contents(model, tensor, large)
+            data = typed_contents(model, tensor, populated[index])
         inputs.append(
             construct(
                 RequestInput,

@@ -16,24 +16,39 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.types import RepositoryIndexRequest
 
 from ...dataplane import V2DataPlane
 from ...deadlines import attach
-from ...errors import ModelUnavailable, Unsupported, V2ServeError
+from ...errors import InvalidPayload, ModelUnavailable, Unsupported, V2ServeError
 from ...extensions.handlers import ExtensionHandlers
 from ...extensions.log_settings import LogSettings, LogValue
 from ...extensions.trace_settings import TraceSettings
+from ..offload import BodyOffload
 from ..timeouts import grpc_caller
-from .convert import message_size, to_infer_response, to_inference_request
+from .convert import to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
+from .message_bulk import Bulk, WireProblem, scan_message, split_message
 from .messages import SERVICE_NAME, message, service_methods
 
+RAW_REQUESTS = {"ModelInfer", "ModelStreamInfer"}
 UNSUPPORTED = {
     "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
     "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
 }  # fmt: skip
+
+
+def _parse(wire: bytes) -> Any:
+    try:
+        return message("ModelInferRequest").FromString(wire)
+    except DecodeError as exc:
+        raise _undecodable(str(exc)) from exc
+
+
+def _undecodable(problem: str) -> InvalidPayload:
+    return InvalidPayload(f"the message is not a ModelInferRequest: {problem}")
 
 
 def _headers(context: Any) -> dict[str, str]:
@@ -66,6 +81,7 @@ class TritonService:
         self.extensions = extensions
         self.trace_settings = trace_settings
         self.log_settings = log_settings
+        self.offload = BodyOffload(data_plane.options.offload_body_bytes)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return message("ServerLiveResponse")(live=await self.data_plane.live())
@@ -96,14 +112,27 @@ class TritonService:
                 target.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         return reply
 
-    async def _infer(self, request: Any, context: Any) -> Any:
+    async def _message(self, wire: bytes) -> tuple[Any, Bulk | None]:
+        """The ModelInferRequest and, for a large one, its values split off without
+        protobuf's parser, which holds the interpreter lock for the whole parse: on the
+        loop (or in a thread) it stalls every other request (``message_bulk``,
+        docs/reliability.md)."""
+        if not self.offload.large(len(wire)):
+            return _parse(wire), None
+        split = await asyncio.to_thread(scan_message, wire)
+        if split is None:  # large typed contents other than FP32/FP64
+            split = await self.offload.run(split_message, wire, "gRPC message")
+        if isinstance(split, WireProblem):
+            raise _undecodable(split.message)
+        return _parse(split.remainder), split.bulk
+
+    async def _infer(self, request: Any, bulk: Bulk | None, context: Any) -> Any:
         arrived = time.monotonic()
         received = perf_counter_ns()
         try:
-            if message_size(request) > self.data_plane.options.offload_body_bytes:
-                # A large message converts off the event loop (docs/reliability.md).
+            if bulk is not None:  # a large message converts off the event loop
                 payload = await asyncio.to_thread(
-                    to_inference_request, request, _headers(context), True
+                    to_inference_request, request, _headers(context), bulk
                 )
             else:
                 payload = to_inference_request(request, _headers(context))
@@ -117,20 +146,24 @@ class TritonService:
         )
         return to_infer_response(response)
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
-        return await self._infer(request, context)
+    async def ModelInfer(self, wire: bytes, context: Any) -> Any:
+        request, bulk = await self._message(wire)
+        return await self._infer(request, bulk, context)
 
     async def ModelStreamInfer(
-        self, requests: AsyncIterator[Any], context: Any
+        self, requests: AsyncIterator[bytes], context: Any
     ) -> AsyncIterator[Any]:
         reply = message("ModelStreamInferResponse")
         failed = message("ModelInferResponse")
-        async for request in requests:
+        async for wire in requests:
+            request = None
             try:
-                yield reply(infer_response=await self._infer(request, context))
+                request, bulk = await self._message(wire)
+                yield reply(infer_response=await self._infer(request, bulk, context))
             except Exception as exc:  # noqa: BLE001 - reported in-stream, as Triton does
                 log_unexpected(exc)
-                yield reply(error_message=grpc_status(exc)[1], infer_response=failed(id=request.id))
+                request_id = "" if request is None else request.id
+                yield reply(error_message=grpc_status(exc)[1], infer_response=failed(id=request_id))
 
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         config = await self.extensions.model_config(request.name, request.version or None)
@@ -202,12 +235,14 @@ def _unsupported(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
 def triton_handler(service: TritonService) -> grpc.GenericRpcHandler:
     handlers = {}
     for name, (request_type, response_type, client_streams, _) in service_methods().items():
+        # The inference methods parse their own messages (TritonService._message).
+        deserializer = None if name in RAW_REQUESTS else request_type.FromString
         if name in UNSUPPORTED or not hasattr(service, name):
             implementation = _unsupported(name)
         elif client_streams:
             handlers[name] = grpc.stream_stream_rpc_method_handler(
                 getattr(service, name),
-                request_deserializer=request_type.FromString,
+                request_deserializer=deserializer,
                 response_serializer=response_type.SerializeToString,
             )
             continue
@@ -215,7 +250,7 @@ def triton_handler(service: TritonService) -> grpc.GenericRpcHandler:
             implementation = _unary(getattr(service, name))
         handlers[name] = grpc.unary_unary_rpc_method_handler(
             implementation,
-            request_deserializer=request_type.FromString,
+            request_deserializer=deserializer,
             response_serializer=response_type.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
