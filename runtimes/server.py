@@ -44,6 +44,7 @@ from .protocol.control_auth import ControlTokenInterceptor, resolve_control_toke
 from .protocol.grpc.health import HealthService, health_handler
 from .protocol.grpc.server import GRPCServer
 from .protocol.grpc.service import TritonService, triton_handler
+from .protocol.offload import BodyOffload
 from .protocol.rest_app import build_rest_app
 from .protocol.rest_metrics import MetricsApp
 from .repository import VersionedRepository
@@ -185,6 +186,8 @@ class V2Server:
         )
         configure_logger(settings)
         token = resolve_control_token(self.options)
+        # One helper process decodes large bodies for both protocols (protocol/offload.py).
+        self.offload = BodyOffload(self.options.offload_body_bytes)
         self.grpc_server = GRPCServer(
             settings,
             [
@@ -195,6 +198,7 @@ class V2Server:
                         self.extensions,
                         self.trace_settings,
                         self.log_settings,
+                        self.offload,
                     )
                 ),
                 health_handler(HealthService(self.data_plane)),
@@ -210,6 +214,7 @@ class V2Server:
             cors=settings.cors_settings,
             trace_settings=self.trace_settings,
             log_settings=self.log_settings,
+            offload=self.offload,
         )
         self.rest_server = http_server(rest_config(self.rest_app, settings, self.options))
         self.metrics_server: uvicorn.Server | None = None
@@ -312,6 +317,7 @@ class V2Server:
         if self._serving:
             await asyncio.wait(self._serving[:2])
         await self.prediction_log.close()
+        self.offload.close()
         if self.pool is not None:
             await self.pool.close()
         if self.metrics_server is not None:

@@ -15,6 +15,7 @@ from .asgi import ASGIApp
 from .control_auth import ControlTokenMiddleware
 from .cors import CorsMiddleware
 from .limits import BodySizeLimit
+from .offload import BodyOffload
 from .rest_dataplane import data_plane_routes
 from .rest_extensions import extension_routes
 from .rest_fastpath import infer_routes
@@ -32,12 +33,13 @@ def build_rest_app(
     cors: CORSSettings | None = None,
     trace_settings: TraceSettings | None = None,
     log_settings: LogSettings | None = None,
+    offload: BodyOffload | None = None,
 ) -> ASGIApp:
     settings: list[Route] = []
     if trace_settings is not None and log_settings is not None:
         settings = settings_routes(trace_settings, log_settings)
     routes = [
-        *infer_routes(data_plane),
+        *infer_routes(data_plane, offload),
         # Before the metadata route: /v2/models/stats is not a model called "stats".
         *extension_routes(extensions),
         *data_plane_routes(data_plane),

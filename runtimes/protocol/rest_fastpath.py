@@ -68,10 +68,13 @@ _REQUEST_ID = "x-request-id"
 
 
 class RestInfer:
-    def __init__(self, data_plane: V2DataPlane, lean: bool = True):
-        """``lean``: whether the commonest body may take the lean path (tests compare)."""
+    def __init__(
+        self, data_plane: V2DataPlane, lean: bool = True, offload: BodyOffload | None = None
+    ):
+        """``lean``: whether the commonest body may take the lean path (tests compare);
+        ``offload``: the server's one helper process for large bodies, shared with gRPC."""
         self.data_plane = data_plane
-        self.offload = BodyOffload(data_plane.options.offload_body_bytes)
+        self.offload = offload or BodyOffload(data_plane.options.offload_body_bytes)
         self.lean = lean
 
     async def __call__(self, request: RestRequest) -> RestResponse:
@@ -165,5 +168,5 @@ class RestInfer:
         return await asyncio.to_thread(build_request, model, document, binary, headers)
 
 
-def infer_routes(data_plane: V2DataPlane) -> list[Route]:
-    return [Route("POST", f"{MODEL}/infer", RestInfer(data_plane))]
+def infer_routes(data_plane: V2DataPlane, offload: BodyOffload | None = None) -> list[Route]:
+    return [Route("POST", f"{MODEL}/infer", RestInfer(data_plane, offload=offload))]

@@ -75,13 +75,15 @@ class TritonService:
         extensions: ExtensionHandlers,
         trace_settings: TraceSettings | None = None,
         log_settings: LogSettings | None = None,
+        offload: BodyOffload | None = None,
     ):
+        """``offload``: the server's one helper process for large bodies, shared with REST."""
         self.data_plane = data_plane
         self.repository = repository
         self.extensions = extensions
         self.trace_settings = trace_settings
         self.log_settings = log_settings
-        self.offload = BodyOffload(data_plane.options.offload_body_bytes)
+        self.offload = offload or BodyOffload(data_plane.options.offload_body_bytes)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return message("ServerLiveResponse")(live=await self.data_plane.live())
