@@ -493,7 +493,10 @@ def render_markdown(
         "",
         "req/s counts successful answers only. CPU µs/req is the server's utime+stime (its "
         "whole process tree, from /proc) per request answered: over wrk's measured interval, "
-        "or over perf_analyzer's and h2load's whole run scaled to the requests they counted.",
+        "or over perf_analyzer's and h2load's whole run scaled to the requests they counted "
+        "(CPU seconds per wall second over the throughput: warm-up windows under the same "
+        "load do not inflate it; the idle start-up before the first request lowers it, by "
+        "3-4% when sampled every 100 ms on a perf_analyzer run of this bench).",
         "",
         "| cell | server | req/s (median) | req/s per round | p50 ms | p99 ms | CPU µs/req "
         "| errors | RSS MB |",
@@ -592,7 +595,8 @@ def _method(env: Environment) -> list[str]:
         "LogisticRegression on iris, *forest* = RandomForest, 200 trees, on breast_cancer; "
         "*XGBoost forest* = XGBClassifier, 200 trees, depth 6, on breast_cancer, XGBoost's "
         "own `model.json`. 1-row requests unless the cell says 1,000 rows (the light model). "
-        "No requested outputs, so every server answers `predict`. Each server's first "
+        "No requested outputs in the bodies of wrk and h2load, so every server answers "
+        "`predict` (perf_analyzer chooses its own, below). Each server's first "
         "answer per cell is checked against the estimator run in-process.",
         "- **wrk** (REST): 1 thread, N connections, a Lua script that POSTs the same body "
         "(V2 JSON, or Triton's binary tensor extension with `Inference-Header-Content-Length`) "
@@ -603,8 +607,15 @@ def _method(env: Environment) -> list[str]:
         "stable; three it is), `--input-data` with the same rows. It reads the model's "
         "config, so it cannot drive vanilla MLServer (no config endpoint): those cells are "
         "reported as unsupported. It sends binary tensors over REST and "
-        "`raw_input_contents` over gRPC. Its client is CPU-heavy: compare servers within a "
-        "cell, not across load generators.",
+        "`raw_input_contents` over gRPC, and asks for *every output the model's metadata "
+        "lists*, binary (REST) or raw (gRPC): from v2serve's light model `predict`, "
+        "`predict_proba` and `decision_function`, from Triton only the `predict` it binds, "
+        "so in these cells v2serve computes and sends three outputs to Triton's one. It "
+        "reads metadata, config and statistics before it starts and statistics around each "
+        "window. Over REST it holds one HTTP/1.1 connection per concurrent caller; over "
+        "gRPC its callers share channels (16 callers, as seen: 3 HTTP/2 connections, 5-6 "
+        "streams), where h2load opens one connection per caller. Its client is CPU-heavy: "
+        "compare servers within a cell, not across load generators.",
         "- **h2load** (gRPC; Debian's nghttp2-client): N connections, one stream each, one "
         "thread, the same gRPC-framed `ModelInferRequest` (`raw_input_contents`) on every "
         "call, latencies from its `--log-file`. It cannot read `grpc-status` (trailers), so "

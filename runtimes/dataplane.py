@@ -13,8 +13,10 @@
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mlserver.context import model_context
 from mlserver.errors import ModelNotFound
@@ -24,18 +26,21 @@ from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse
 
-from .deadlines import caller_of
+from .deadlines import Caller, caller_of
 from .errors import ModelUnavailable, NotReady, TooManyRequests
 from .extensions.statistics import Statistics
-from .observability.observer import RequestObserver, batch_size
+from .inference import Tensor
+from .observability.observer import RequestObserver, batch_size, request_id
 from .observability.prediction_log import PredictionLog
 from .repository.inflight import InFlight
 from .repository.registry import version_number
 from .repository.states import ModelStates, VersionState
 from .repository.workers import worker_failure
-from .runtime_api import timed_entry
+from .runtime_api import LeanInput, lean_entry, timed_entry
 from .settings import ServerOptions
 from .timings import Phases
+
+Answer = TypeVar("Answer")
 
 if TYPE_CHECKING:  # OpenTelemetry's SDK is imported only when tracing is on
     from .observability.tracing import RequestTracer
@@ -133,44 +138,110 @@ class V2DataPlane(DataPlane):
         CloudEvents headers. Each phase is timed for statistics, metrics, the log and the
         trace; ``received_ns`` (``perf_counter_ns``) and ``protocol`` tell the trace when
         and how the adapter received the request."""
+
+        async def call(model: MLModel, phases: Phases) -> InferenceResponse:
+            with model_context(model.settings):
+                response = await timed_entry(model, payload, phases)
+            response.id = payload.id
+            return response
+
+        return await self._serve(
+            name,
+            version,
+            None,
+            caller_of(payload),
+            batch_size(payload),
+            partial(request_id, payload),
+            payload,
+            call,
+            received_ns,
+            protocol,
+        )
+
+    async def infer_lean(
+        self,
+        tensor: LeanInput,
+        name: str,
+        version: str | None,
+        request_id_of: Callable[[], str | None],
+        caller: Caller,
+    ) -> tuple[MLModel, list[Tensor]] | None:
+        """``infer`` of a request with one input and nothing else, without its MLServer
+        objects: the served version and its output tensors. None, having done nothing,
+        where the request needs those objects (tracing on, a model that logs predictions
+        or is not lean, an unknown model's 404): the caller then takes ``infer``. Our
+        runtime runs no MLServer code that reads ``model_context``, so none is entered."""
+        if self.tracer is not None:
+            return None
+        try:
+            model = await self.resolve(name, version)
+        except ModelUnavailable:
+            return None
+        runtime = lean_entry(model)
+        if runtime is None or self.prediction_log.logs(model):
+            return None
+
+        async def call(model: MLModel, phases: Phases) -> tuple[MLModel, list[Tensor]]:
+            return model, await runtime.infer_lean(tensor, phases, caller)
+
+        rows = int(tensor.shape[0]) if tensor.shape else 1
+        return await self._serve(
+            name, version, model, caller, rows, request_id_of, None, call, None, ""
+        )
+
+    async def _serve(
+        self,
+        name: str,
+        version: str | None,
+        resolved: MLModel | None,
+        caller: Caller | None,
+        rows: int,
+        request_id_of: Callable[[], str | None],
+        payload: InferenceRequest | None,
+        call: Callable[[MLModel, Phases], Awaitable[Answer]],
+        received_ns: int | None,
+        protocol: str,
+    ) -> Answer:
+        """One request from admission to its statistics, metrics, log, trace and prediction
+        log; ``call`` runs it on the admitted version. ``payload`` is None only on the lean
+        path, which tracing and the prediction log never take."""
         started = perf_counter_ns()
         phases = Phases()
         model: MLModel | None = None
-        response: InferenceResponse | None = None  # set once the model answered: success
+        answered = False  # set once the model answered: success
+        answer: Answer | None = None
         error: BaseException | None = None
         # A known model that refused the request before a version took it (404 for a
         # version it does not serve, 429, 503): its prediction log records the refusal.
-        refused_by: MLModel | None = None
+        refused_by: MLModel | None = resolved
         try:
-            try:
-                refused_by = await self.resolve(name, version)
-            except ModelUnavailable:
-                refused_by = await self._default_instance(name)
-                raise
+            if refused_by is None:
+                try:
+                    refused_by = await self.resolve(name, version)
+                except ModelUnavailable:
+                    refused_by = await self._default_instance(name)
+                    raise
             model = self._admitted(refused_by, name, version)
             self.observer.started(model)
             self.inflight.enter(model)
             try:
-                caller = caller_of(payload)
                 if caller is not None and caller.expired():
                     raise caller.dropped("before reaching the model")
-                with model_context(model.settings):
-                    phases.queue_ns = perf_counter_ns() - started
-                    try:
-                        response = await timed_entry(model, payload, phases)
-                    except Exception as exc:
-                        failure = worker_failure(name, exc) if self.parallel_workers else None
-                        if failure is None:
-                            raise
-                        raise failure from exc
-                    response.id = payload.id
-                    return response
+                phases.queue_ns = perf_counter_ns() - started
+                try:
+                    answer = await call(model, phases)
+                except Exception as exc:
+                    failure = worker_failure(name, exc) if self.parallel_workers else None
+                    if failure is None:
+                        raise
+                    raise failure from exc
+                answered = True
+                return answer
             finally:
                 self.inflight.leave(model)
         except BaseException as exc:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
-                caller = caller_of(payload)
                 timed_out = caller.timed_out("the call was cancelled") if caller else None
                 error = timed_out or exc
             raise
@@ -178,24 +249,21 @@ class V2DataPlane(DataPlane):
             elapsed = perf_counter_ns() - started
             if model is not None:
                 self.statistics.record(
-                    model.name,
-                    model.version or "",
-                    batch_size(payload),
-                    response is not None,
-                    elapsed,
-                    phases,
+                    model.name, model.version or "", rows, answered, elapsed, phases
                 )
-            self.observer.finished(name, model, payload, error, elapsed, phases)
-            if self.tracer is not None:
-                self.tracer.record(
-                    name, model, payload, error, started, elapsed, phases, received_ns, protocol
-                )
-            if model is not None:
-                self.prediction_log.offer(model, payload, response, error, elapsed)
-            elif refused_by is not None:
-                self.prediction_log.offer(
-                    refused_by, payload, None, error, elapsed, version=version or ""
-                )
+            self.observer.ended(name, model, rows, request_id_of, error, elapsed, phases)
+            if payload is not None:
+                if self.tracer is not None:
+                    self.tracer.record(
+                        name, model, payload, error, started, elapsed, phases, received_ns, protocol
+                    )
+                response = answer if isinstance(answer, InferenceResponse) else None
+                if model is not None:
+                    self.prediction_log.offer(model, payload, response, error, elapsed)
+                elif refused_by is not None:
+                    self.prediction_log.offer(
+                        refused_by, payload, None, error, elapsed, version=version or ""
+                    )
 
     async def refused(
         self,

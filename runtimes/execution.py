@@ -329,8 +329,10 @@ class ModelExecution:
             max_workers=threads, thread_name_prefix=f"v2serve-{model}-{version}"
         )
 
-    def off_loop(self, rows: int) -> bool:
-        return runs_off_loop(self.mode, self.cost, rows, may_block=self.may_block)
+    def off_loop(self, rows: int, may_block: bool = False) -> bool:
+        """``may_block``: this call, whatever the model's others do (see ``run``)."""
+        blocks = self.may_block or may_block
+        return runs_off_loop(self.mode, self.cost, rows, may_block=blocks)
 
     async def run(
         self,
@@ -338,17 +340,22 @@ class ModelExecution:
         features: Any,
         methods: list[str],
         caller: Caller | None = None,
+        may_block: bool = False,
     ) -> Results:
-        """One call, on the loop or off it; ``caller`` carries the request's deadline."""
+        """One call, on the loop or off it; ``caller`` carries the request's deadline.
+        ``may_block``: this call runs the estimator's own code (a method or an input the
+        compiled predictor leaves to sklearn), so under ``auto`` it leaves the loop whatever
+        the model's calls cost, and its cost, not the predictor's, stays out of the estimate."""
         rows = len(features)
-        if not self.off_loop(rows):
+        if not self.off_loop(rows, may_block):
             results, spent = timed(compute, features, methods, self._clock, self._cpu_clock)
             self._observe(rows, spent)
             self.stats.ran_on_loop()
             return results
         future = self.submit(compute, features, methods, caller)
         results, spent = await asyncio.wrap_future(future)
-        self._observe(rows, spent)
+        if not may_block:
+            self._observe(rows, spent)
         return results
 
     async def run_off_loop(self, compute: Compute, features: Any, methods: list[str]) -> Results:

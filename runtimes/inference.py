@@ -9,7 +9,7 @@ SIGINT never arrives as an exception in estimator code: it is a loop signal hand
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from mlserver.types import ResponseOutput, TensorData
@@ -53,24 +53,39 @@ def run_methods(
 _CANONICAL = {"f": np.float64, "i": np.int64, "u": np.uint64, "b": np.bool_}
 
 
-def to_response_output(name: str, values: np.ndarray) -> ResponseOutput:
-    """A response tensor holding the numpy array itself: the protocol adapters encode it
-    (JSON, binary or raw) without a round trip through Python lists."""
+class Tensor(NamedTuple):
+    """A response tensor without MLServer's types: what the lean REST path renders."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: np.ndarray
+
+
+def to_tensor(name: str, values: np.ndarray) -> Tensor:
+    """The array in its canonical dtype (64-bit numbers, objects for text) and its V2 type."""
     canonical = _CANONICAL.get(values.dtype.kind)
     if canonical is not None:
         values = values.astype(canonical, copy=False)
     elif values.dtype.kind != "O":
         values = values.astype(object)
-    return construct(
-        ResponseOutput,
-        {
-            "name": name,
-            "datatype": numpy_to_datatype(values.dtype),
-            "shape": list(values.shape),
-            "data": construct(TensorData, {"root": values}),
-            "parameters": None,
-        },
-    )
+    return Tensor(name, numpy_to_datatype(values.dtype), list(values.shape), values)
+
+
+def build_tensors(
+    model: str,
+    results: Mapping[str, np.ndarray],
+    methods: Sequence[str],
+    top_k: dict[str, int],
+    labels: Any,
+) -> list[Tensor]:
+    tensors = []
+    for name in methods:
+        values = results[name]
+        if name in top_k:
+            values = classify(model, name, values, top_k[name], labels)
+        tensors.append(to_tensor(name, values))
+    return tensors
 
 
 def build_outputs(
@@ -80,10 +95,16 @@ def build_outputs(
     top_k: dict[str, int],
     labels: Any,
 ) -> list[ResponseOutput]:
-    outputs = []
-    for name in methods:
-        values = results[name]
-        if name in top_k:
-            values = classify(model, name, values, top_k[name], labels)
-        outputs.append(to_response_output(name, values))
-    return outputs
+    return [
+        construct(
+            ResponseOutput,
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": tensor.shape,
+                "data": construct(TensorData, {"root": tensor.values}),
+                "parameters": None,
+            },
+        )
+        for tensor in build_tensors(model, results, methods, top_k, labels)
+    ]

@@ -23,13 +23,17 @@ with ``getattr``:
   about the loaded version (its load warning, its backend). ``description_of`` gives a
   foreign ``MLModel`` the empty description.
 
-The timings and the services are plain objects, not pydantic ones, so a leaner entry of
-our own runtime (wire bytes to numpy to the predictor, no ``InferenceRequest``) can sit
-beside ``infer`` later, taking the same ``Phases`` and the same services.
+- ``infer_lean(tensor, phases, caller)``: the lean entry, for the commonest request (one
+  input, no parameters, no requested outputs) of a runtime whose ``lean`` is true: the
+  input's fields straight from the wire's JSON, the default output's arrays back, and no
+  ``InferenceRequest``, ``RequestInput`` or ``InferenceResponse`` built. It answers and
+  refuses as ``infer`` does (tests/unit/test_lean_path.py); the data plane takes it only
+  where nothing else needs those objects (``lean_entry``).
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from mlserver.model import MLModel
@@ -38,7 +42,9 @@ from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput, 
 
 from .batching import LiveBatchers
 from .cache.responses import ResponseCache
+from .deadlines import Caller
 from .execution import Executions
+from .inference import Tensor
 from .timings import Phases
 
 
@@ -79,10 +85,22 @@ class RuntimeDescription:
     """Whether this version's answers are cached."""
 
 
+@dataclass(frozen=True, slots=True)
+class LeanInput:
+    """The one input of a lean request, as the wire's JSON gave it (data not yet checked)."""
+
+    name: str
+    datatype: str
+    shape: Sequence[int]
+    data: Any
+
+
 class V2Runtime(MLModel):
     """An MLServer runtime that v2serve's server can also inject into and time."""
 
     _services: RuntimeServices = NO_SERVICES
+    lean: bool = False
+    """Whether ``infer_lean`` serves this loaded version."""
 
     def attach(self, services: RuntimeServices) -> None:
         """Called by the server before ``load()``; never under plain MLServer."""
@@ -97,6 +115,12 @@ class V2Runtime(MLModel):
 
     async def infer(self, payload: InferenceRequest, phases: Phases) -> InferenceResponse:
         """One inference, with ``phases`` (input, infer, output, cache hit) filled in."""
+        raise NotImplementedError
+
+    async def infer_lean(
+        self, tensor: LeanInput, phases: Phases, caller: Caller | None
+    ) -> list[Tensor]:
+        """``infer`` of a request with this one input and nothing else: its outputs."""
         raise NotImplementedError
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -134,6 +158,14 @@ async def timed_entry(
     if isinstance(model, V2Runtime) and not batched_by_mlserver(model.settings):
         return await model.infer(payload, phases)
     return await model.predict(payload)
+
+
+def lean_entry(model: MLModel) -> V2Runtime | None:
+    """The runtime if the server may call its ``infer_lean``: ours, lean, and not behind
+    MLServer's adaptive batcher (which must see every request as ``predict``)."""
+    if isinstance(model, V2Runtime) and model.lean and not batched_by_mlserver(model.settings):
+        return model
+    return None
 
 
 def initialiser(services: RuntimeServices) -> Callable[[ModelSettings], MLModel]:

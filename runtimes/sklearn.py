@@ -32,13 +32,13 @@ from .construct import construct
 from .deadlines import Caller, caller_of
 from .errors import EstimatorRejectedInput, ModelLoadFailed, SettingsError
 from .execution import ModelExecution, start_execution, stop_execution
-from .inference import build_outputs, run_methods
+from .inference import Tensor, build_outputs, build_tensors, run_methods
 from .model_uri import resolve_artifact
-from .runtime_api import RuntimeDescription, V2Runtime, as_python_lists
+from .runtime_api import LeanInput, RuntimeDescription, V2Runtime, as_python_lists
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import PhaseClock, Phases
-from .validation import decode_features, requested_outputs
+from .validation import decode_features, decode_single, requested_outputs, single_input
 
 logger = logging.getLogger("v2serve.runtime")
 
@@ -58,6 +58,7 @@ class SklearnRuntime(V2Runtime):
     _labels: Any = None
     _format: str = "sklearn"
     _example: Any = None
+    _default_outputs: list[str]
     load_warning: str = ""
 
     async def load(self) -> bool:
@@ -117,6 +118,8 @@ class SklearnRuntime(V2Runtime):
             may_block=self._backend.backend == "sklearn",
         )
         self._batcher = self._choose_batching(example, self._execution)
+        self._default_outputs = requested_outputs(self.name, self._schema, None)
+        self.lean = single_input(self._schema)
         return True
 
     def _check_redactions(self) -> None:
@@ -213,6 +216,17 @@ class SklearnRuntime(V2Runtime):
         results.update(run_methods(self.name, self._estimator, features, rest))
         return results
 
+    def _leaves_to_sklearn(self, features: Any, methods: list[str]) -> bool:
+        """Whether this call runs the estimator's own code: a method the compiled
+        predictor does not offer, or features it refuses (non-finite, out of its domain).
+        Such a call may be slow whatever the predictor's measured cost (issue 18)."""
+        predictor = self._backend.predictor
+        if predictor is None:
+            return True
+        if any(method not in predictor.methods for method in methods):
+            return True
+        return predictor.feeds(features) is None
+
     async def _results(
         self,
         features: Any,
@@ -244,7 +258,10 @@ class SklearnRuntime(V2Runtime):
         if self._batcher is not None:
             results = await self._batcher.submit(features, methods, caller)
         elif self._execution is not None:
-            results = await self._execution.run(self._compute, features, methods, caller)
+            blocks = self._leaves_to_sklearn(features, methods)
+            results = await self._execution.run(
+                self._compute, features, methods, caller, may_block=blocks
+            )
         else:
             results = self._compute(features, methods)
         if cache is not None and lookup is not None and not (caller and caller.gone()):
@@ -279,6 +296,29 @@ class SklearnRuntime(V2Runtime):
                 "outputs": outputs,
             },
         )
+
+    async def infer_lean(
+        self, tensor: LeanInput, phases: Phases, caller: Caller | None
+    ) -> list[Tensor]:
+        """``infer`` of a request holding only ``tensor``: the default output, no top-k."""
+        clock = PhaseClock()
+        features = decode_single(
+            self.name,
+            self._schema,
+            tensor.name,
+            tensor.datatype,
+            tensor.shape,
+            tensor.data,
+            allow_nan=self._extra.allow_nan,
+            constraints=self._constraints,
+        )
+        methods = list(self._default_outputs)  # callers below may keep it
+        phases.input_ns += clock.lap()
+        results = await self._results(features, methods, phases, caller)
+        phases.infer_ns += clock.lap()
+        tensors = build_tensors(self.name, results, methods, {}, self._labels)
+        phases.output_ns += clock.lap()
+        return tensors
 
     def describe(self) -> RuntimeDescription:
         if "_backend" not in vars(self):

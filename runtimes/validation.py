@@ -42,15 +42,14 @@ def _spec_text(spec: TensorSpec) -> str:
     return f"{spec.datatype} {_shape_text(spec.shape)}"
 
 
-def _flat_data(model: str, tensor: RequestInput) -> list[Any]:
-    data = getattr(tensor.data, "root", tensor.data)
+def _flat_data(model: str, name: str, data: Any) -> list[Any]:
     if not isinstance(data, list):
         data = [data]
     if data and isinstance(data[0], list):
         flat = np.asarray(data, dtype=object).reshape(-1).tolist()
         if any(isinstance(value, list) for value in flat):
             raise InvalidInput(
-                model, tensor.name, "has ragged nested data", "a rectangular array", "ragged lists"
+                model, name, "has ragged nested data", "a rectangular array", "ragged lists"
             )
         return flat
     return data
@@ -65,18 +64,16 @@ def _dims_match(want: tuple[int, ...], got: tuple[int, ...]) -> bool:
     return True
 
 
-def _check_shape(model: str, spec: TensorSpec, tensor: RequestInput) -> tuple[int, ...]:
-    shape = tuple(tensor.shape)
+def _check_shape(
+    model: str, spec: TensorSpec, name: str, datatype: str, given: Sequence[int]
+) -> tuple[int, ...]:
+    shape = tuple(given)
     if not _dims_match(spec.shape, shape) or min(shape, default=0) < 0:
         raise InvalidInput(
-            model,
-            tensor.name,
-            "has the wrong shape",
-            _spec_text(spec),
-            f"{tensor.datatype} {_shape_text(shape)}",
+            model, name, "has the wrong shape", _spec_text(spec), f"{datatype} {_shape_text(shape)}"
         )
     if shape and shape[0] == 0:
-        raise InvalidInput(model, tensor.name, "has an empty batch", "at least 1 row", "0 rows")
+        raise InvalidInput(model, name, "has an empty batch", "at least 1 row", "0 rows")
     return shape
 
 
@@ -91,29 +88,43 @@ def _check_value_types(
 
 
 def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: bool) -> np.ndarray:
-    if tensor.datatype != spec.datatype:
+    raw = getattr(tensor.data, "root", tensor.data)
+    return tensor_array(model, spec, tensor.name, tensor.datatype, tensor.shape, raw, allow_nan)
+
+
+def tensor_array(
+    model: str,
+    spec: TensorSpec,
+    name: str,
+    datatype: str,
+    given_shape: Sequence[int],
+    raw: Any,
+    allow_nan: bool,
+) -> np.ndarray:
+    """One input's array, checked against its spec: from a ``RequestInput``'s fields, or
+    from the wire's JSON directly (the lean REST path, ``decode_single``)."""
+    if datatype != spec.datatype:
         raise InvalidInput(
             model,
-            tensor.name,
+            name,
             "has the wrong datatype",
             _spec_text(spec),
-            f"{tensor.datatype} {_shape_text(tensor.shape)}",
+            f"{datatype} {_shape_text(given_shape)}",
         )
-    shape = _check_shape(model, spec, tensor)
-    raw = getattr(tensor.data, "root", tensor.data)
+    shape = _check_shape(model, spec, name, datatype, given_shape)
     if isinstance(raw, np.ndarray):
-        return _from_decoded(model, spec, tensor.name, raw, shape, allow_nan)
-    data = _flat_data(model, tensor)
+        return _from_decoded(model, spec, name, raw, shape, allow_nan)
+    data = _flat_data(model, name, raw)
     if spec.datatype == "BYTES":
         data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data]
-        _check_value_types(model, tensor.name, data, {str}, "strings")
+        _check_value_types(model, name, data, {str}, "strings")
     else:
         allowed = _NUMBER_TYPES | {bool} if spec.datatype == "BOOL" else _NUMBER_TYPES
-        _check_value_types(model, tensor.name, data, allowed, f"{spec.datatype} numbers")
+        _check_value_types(model, name, data, allowed, f"{spec.datatype} numbers")
     if len(data) != prod(shape):
         raise InvalidInput(
             model,
-            tensor.name,
+            name,
             "has data that disagrees with its shape",
             f"{prod(shape)} values for shape {_shape_text(shape)}",
             f"{len(data)} values",
@@ -124,9 +135,9 @@ def _to_array(model: str, spec: TensorSpec, tensor: RequestInput, allow_nan: boo
         array = np.asarray(data, dtype=datatype_to_numpy(spec.datatype)).reshape(shape)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(
-            model, tensor.name, "has values that are not numbers", spec.datatype, str(exc)
+            model, name, "has values that are not numbers", spec.datatype, str(exc)
         ) from exc
-    _check_finite(model, tensor.name, array, allow_nan)
+    _check_finite(model, name, array, allow_nan)
     return array
 
 
@@ -174,6 +185,15 @@ def _from_decoded(
     return array
 
 
+def _check_known(model: str, schema: ModelSchema, name: str) -> TensorSpec:
+    spec = schema.input_named(name)
+    if spec is None:
+        raise InvalidInput(
+            model, name, "is unknown", f"inputs {[s.name for s in schema.inputs]}", f"'{name}'"
+        )
+    return spec
+
+
 def _index_inputs(
     model: str, schema: ModelSchema, inputs: Sequence[RequestInput]
 ) -> dict[str, RequestInput]:
@@ -183,14 +203,7 @@ def _index_inputs(
     for tensor in inputs:
         if tensor.name in by_name:
             raise InvalidInput(model, tensor.name, "is duplicated", "each input once", "it twice")
-        if schema.input_named(tensor.name) is None:
-            raise InvalidInput(
-                model,
-                tensor.name,
-                "is unknown",
-                f"inputs {[s.name for s in schema.inputs]}",
-                f"'{tensor.name}'",
-            )
+        _check_known(model, schema, tensor.name)
         by_name[tensor.name] = tensor
     missing = [spec.name for spec in schema.inputs if spec.name not in by_name]
     if missing:
@@ -198,14 +211,14 @@ def _index_inputs(
     return by_name
 
 
-def _check_batch_size(model: str, tensor: RequestInput, max_batch_size: int) -> None:
-    if max_batch_size and tensor.shape and tensor.shape[0] > max_batch_size:
+def _check_batch_size(model: str, name: str, shape: Sequence[int], max_batch_size: int) -> None:
+    if max_batch_size and shape and shape[0] > max_batch_size:
         raise InvalidInput(
             model,
-            tensor.name,
+            name,
             "exceeds the model's max_batch_size",
             f"at most {max_batch_size} rows",
-            f"{tensor.shape[0]} rows",
+            f"{shape[0]} rows",
         )
 
 
@@ -220,7 +233,7 @@ def decode_features(
     by_name = _index_inputs(model, schema, inputs)
     if constraints.max_batch_size:
         for tensor in by_name.values():
-            _check_batch_size(model, tensor, constraints.max_batch_size)
+            _check_batch_size(model, tensor.name, tensor.shape, constraints.max_batch_size)
     arrays = {
         spec.name: _to_array(model, spec, by_name[spec.name], allow_nan) for spec in schema.inputs
     }
@@ -240,6 +253,33 @@ def decode_features(
             f"sizes {sorted(lengths)}",
         )
     return pd.DataFrame(columns)
+
+
+def single_input(schema: ModelSchema) -> bool:
+    """Whether ``decode_single`` can serve the schema: one input, not named columns."""
+    return len(schema.inputs) == 1 and not schema.named_columns
+
+
+def decode_single(
+    model: str,
+    schema: ModelSchema,
+    name: str,
+    datatype: str,
+    shape: Sequence[int],
+    data: Any,
+    allow_nan: bool = False,
+    constraints: Constraints = NO_CONSTRAINTS,
+) -> np.ndarray:
+    """``decode_features`` of a request with one input, given as its fields rather than a
+    ``RequestInput``, for a ``single_input`` schema: the same checks in the same order,
+    so the same errors (tests/unit/test_lean_path.py)."""
+    spec = _check_known(model, schema, name)
+    if constraints.max_batch_size:
+        _check_batch_size(model, name, shape, constraints.max_batch_size)
+    array = tensor_array(model, spec, name, datatype, shape, data, allow_nan)
+    if constraints.ranges or constraints.categories:
+        constraints.check(model, {name: array})
+    return array
 
 
 def requested_outputs(

@@ -2,7 +2,10 @@
 
 ONNX Runtime costs about 25 µs a call even for a model that numpy evaluates in a few
 microseconds (issue 15), so a linear model is cheaper served by the formula sklearn itself
-uses: ``X @ coef_.T + intercept_`` after the scalers, then the class or probability rule.
+uses: ``X @ coef_.T + intercept_`` after the scalers, then the class or probability rule
+(a classifier's ``decision_function`` is those scores themselves: perf_analyzer asks for
+every output the metadata lists, and one output left to sklearn made each call cost
+sklearn's, and sent the model's calls off the event loop).
 Only the exact classes listed here are taken (a subclass may override ``predict``), the
 arithmetic is sklearn's own in float64, and the result is verified at load against the
 estimator on the same rows as the ONNX path, with the same fallback (backend.py).
@@ -132,6 +135,8 @@ class NativePredictor:
                 results[method] = self._predict(scores)
             elif method == "predict_proba":
                 results[method] = self._probabilities(scores)
+            elif method == "decision_function":
+                results[method] = scores
         return results
 
     def _predict(self, scores: np.ndarray) -> np.ndarray:
@@ -174,6 +179,8 @@ def native_predictor(estimator: Any, schema: ModelSchema) -> NativePredictor:
     methods = ["predict"] if "predict" in schema.output_names else []
     if type(final) is LogisticRegression and "predict_proba" in schema.output_names:
         methods.append("predict_proba")
+    if classifier and "decision_function" in schema.output_names:
+        methods.append("decision_function")
     return NativePredictor(
         schema=schema,
         transforms=transforms,

@@ -4,6 +4,8 @@ Requests for a model that does not exist are counted under ``model=""``: the nam
 from the client, and labelling with it would let any client grow the label set.
 """
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from mlserver.model import MLModel
@@ -61,13 +63,28 @@ class RequestObserver:
         phases: Phases,
     ) -> None:
         """``model`` is the version that served, or None if none was found or ready."""
+        self.ended(
+            name, model, batch_size(payload), partial(request_id, payload), error, total_ns, phases
+        )
+
+    def ended(
+        self,
+        name: str,
+        model: MLModel | None,
+        rows: int,
+        request_id_of: Callable[[], str | None],
+        error: BaseException | None,
+        total_ns: int,
+        phases: Phases,
+    ) -> None:
+        """``finished`` of a request given by its rows and id (read only if logged), for a
+        path that built no ``InferenceRequest`` (the lean REST path)."""
         if model is not None:
             labels = (model.name, model.version or "")
         elif self.states is not None and self.states.of_model(name):
             labels = (name, "")
         else:
             labels = ("", "")
-        rows = batch_size(payload)
         metrics = self.metrics
         if metrics is not None:
             series = metrics.series(*labels)
@@ -80,7 +97,7 @@ class RequestObserver:
         log = self.log
         if log is not None and log.enabled:
             fields: dict[str, Any] = {
-                "request_id": request_id(payload),
+                "request_id": request_id_of(),
                 "model": name,
                 "version": labels[1] if model is not None else None,
                 "status": 200 if error is None else error_status(error),

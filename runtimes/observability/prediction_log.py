@@ -124,6 +124,13 @@ class PredictionLog:
 
     # The request path.
 
+    def logs(self, model: MLModel) -> bool:
+        """Whether ``model`` logs predictions (its requests need their ``InferenceRequest``)."""
+        entry = self._entries.get(id(model))
+        if entry is None:
+            entry = self._watch(model)
+        return entry.settings is not None
+
     def offer(
         self,
         model: MLModel,

@@ -28,6 +28,8 @@ from mlserver.types import (
 
 from ..construct import construct, empty_parameters
 from ..errors import InvalidInput, InvalidPayload, NonFiniteOutput
+from ..inference import Tensor
+from ..runtime_api import LeanInput
 from ..validation import check_parameters
 from .tensors import decode_raw, encode_raw
 
@@ -185,6 +187,54 @@ def build_request(
             "outputs": [_output(model, item) for item in outputs] if outputs is not None else None,
         },
     )
+
+
+_LEAN_KEYS = frozenset({"inputs", "id"})
+_LEAN_INPUT_KEYS = frozenset({"name", "datatype", "shape", "data"})
+
+
+def lean_input(document: Any) -> LeanInput | None:
+    """The one input of the commonest body, ``{"inputs": [{name, datatype, shape, data}]}``
+    (an ``id`` allowed; no parameters, no requested outputs, no binary part), with every
+    field ``build_request`` checks already well-formed; None for any other body, which
+    then takes ``build_request`` (and its errors). The data is checked by the runtime."""
+    if type(document) is not dict or not _LEAN_KEYS.issuperset(document):
+        return None
+    inputs = document.get("inputs")
+    request_id = document.get("id")
+    if (
+        type(inputs) is not list
+        or len(inputs) != 1
+        or not (request_id is None or type(request_id) is str)
+    ):
+        return None
+    item = inputs[0]
+    if type(item) is not dict or item.keys() != _LEAN_INPUT_KEYS:
+        return None
+    name, datatype, shape = item["name"], item["datatype"], item["shape"]
+    if type(name) is not str or type(datatype) is not str or type(shape) is not list:
+        return None
+    if not all(type(d) is int for d in shape):
+        return None
+    return LeanInput(name, datatype, shape, item["data"])
+
+
+def render_lean(model: str, version: str | None, request_id: Any, tensors: list[Tensor]) -> bytes:
+    """``render_response`` of a lean request's answer: JSON outputs (a lean request asks
+    for no binary ones), byte for byte the same body."""
+    outputs = [
+        {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+            "data": _json_data(model, tensor.name, tensor.values),
+        }
+        for tensor in tensors
+    ]
+    document: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if request_id is not None:
+        document["id"] = request_id
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _extra(parameters: Parameters | None) -> dict[str, Any]:

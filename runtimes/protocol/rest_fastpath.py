@@ -3,6 +3,12 @@
 Inference is the hot path: orjson and numpy straight from the body (``rest_codec``),
 the same DataPlane and runtime as gRPC behind it, no framework in between. A failure
 is raised to the router, which answers it through the one error renderer.
+
+The commonest body (one input, no parameters, no requested outputs, JSON) takes the lean
+path where the data plane allows it (``V2DataPlane.infer_lean``): the input's fields go
+from the parsed JSON to the runtime and its arrays back to JSON, with none of MLServer's
+request and response objects built; the same answers and errors as the full path
+(tests/unit/test_lean_path.py).
 """
 
 import asyncio
@@ -13,19 +19,21 @@ from time import perf_counter_ns
 from mlserver.types import InferenceRequest
 
 from ..dataplane import V2DataPlane
-from ..deadlines import attach
+from ..deadlines import Caller, attach
 from ..errors import InvalidPayload, RequestTooLarge, V2ServeError
+from ..runtime_api import LeanInput
 from .offload import COMPRESSION_RATIO, BodyOffload
 from .rest_codec import (
     HEADER_LENGTH,
     build_request,
+    lean_input,
     load_json,
-    parse_request,
+    render_lean,
     render_response,
     split_body,
 )
 from .rest_router import MODEL, RestRequest, RestResponse, Route
-from .timeouts import rest_caller
+from .timeouts import disconnected, rest_caller
 
 _JSON = b"application/json"
 _BINARY = b"application/octet-stream"
@@ -56,10 +64,15 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
+_REQUEST_ID = "x-request-id"
+
+
 class RestInfer:
-    def __init__(self, data_plane: V2DataPlane):
+    def __init__(self, data_plane: V2DataPlane, lean: bool = True):
+        """``lean``: whether the commonest body may take the lean path (tests compare)."""
         self.data_plane = data_plane
         self.offload = BodyOffload(data_plane.options.offload_body_bytes)
+        self.lean = lean
 
     async def __call__(self, request: RestRequest) -> RestResponse:
         arrived = time.monotonic()
@@ -69,6 +82,8 @@ class RestInfer:
             key.decode("latin-1"): value.decode("latin-1")
             for key, value in request.scope["headers"]
         }
+        tensor: LeanInput | None = None
+        parsed: InferenceRequest | None = None
         try:
             body = await request.body()
             encoding = headers.get("content-encoding", "identity").lower()
@@ -78,11 +93,26 @@ class RestInfer:
             else:
                 if compressed:
                     body = _decompress(body, encoding, request.max_bytes)
-                parsed = parse_request(model, body, headers.get(HEADER_LENGTH), headers)
+                header_length = headers.get(HEADER_LENGTH)
+                json_part, binary = split_body(body, header_length)
+                document = load_json(json_part)
+                if self.lean and header_length is None:
+                    tensor = lean_input(document)
+                if tensor is None:
+                    parsed = build_request(model, document, binary, headers)
         except V2ServeError as exc:  # the model's prediction log records the refusal
-            request_id = headers.get("x-request-id")
+            request_id = headers.get(_REQUEST_ID)
             await self.data_plane.refused(model, version, request_id, exc, received)
             raise
+        if parsed is None:
+            assert tensor is not None
+            answer = await self._lean(
+                model, version, tensor, document.get("id"), headers, arrived, request
+            )
+            if answer is not None:
+                return answer
+            # A body ``lean_input`` took is one ``build_request`` accepts: no refusal here.
+            parsed = build_request(model, document, binary, headers)
         attach(parsed, rest_caller(model, parsed.parameters, arrived, request.receive))
         response = await self.data_plane.infer(parsed, model, version, received, "rest")
         payload, header_length = render_response(parsed, response)
@@ -96,6 +126,30 @@ class RestInfer:
             return RestResponse(200, payload, [(b"content-type", _JSON), *extra])
         length = (HEADER_LENGTH.encode(), str(header_length).encode())
         return RestResponse(200, payload, [(b"content-type", _BINARY), length, *extra])
+
+    async def _lean(
+        self,
+        model: str,
+        version: str | None,
+        tensor: LeanInput,
+        request_id: str | None,
+        headers: dict[str, str],
+        arrived: float,
+        request: RestRequest,
+    ) -> RestResponse | None:
+        """The lean path's answer, or None where the model needs the full path."""
+        # No parameters, so no ``timeout``: the caller's deadline is the model's default.
+        caller = Caller(model, arrived, None, disconnected(request.receive))
+
+        def request_id_of() -> str | None:
+            return headers.get(_REQUEST_ID) or request_id
+
+        served = await self.data_plane.infer_lean(tensor, model, version, request_id_of, caller)
+        if served is None:
+            return None
+        runtime, tensors = served
+        payload = render_lean(runtime.name, runtime.version, request_id, tensors)
+        return RestResponse(200, payload, [(b"content-type", _JSON)])
 
     async def _parse_large(
         self, model: str, body: bytes, encoding: str, headers: dict[str, str], limit: int

@@ -1,10 +1,13 @@
 """The backend in use shows in model metadata, and a forced backend is the one that serves."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-from sklearn.datasets import load_breast_cancer
+import tritonclient.http as httpclient
+from sklearn.datasets import load_breast_cancer, load_iris
 
 from runtimes.compiled.tolerance import ATOL, RTOL
 
@@ -70,3 +73,26 @@ def test_the_log_says_which_backend_serves(server):
     log = server.log_text()
     assert "model 'breast-cancer-onnx' version 1 serves onnx: verified on" in log
     assert "model 'breast-cancer-sklearn' version 1 serves sklearn" in log
+
+
+def test_the_closed_form_answers_every_output_as_perf_analyzer_asks(server, estimators, protocol):
+    """perf_analyzer asks for every output the metadata lists, binary over REST and raw over
+    gRPC (issue 15): all three come from the closed form and equal the estimator's."""
+    X = np.ascontiguousarray(load_iris().data[::10], dtype=np.float64)
+    module: Any = grpcclient if protocol == "grpc" else httpclient
+    tensor = module.InferInput("input-0", list(X.shape), "FP64")
+    names = ["decision_function", "predict", "predict_proba"]
+    if protocol == "http":
+        tensor.set_data_from_numpy(X, binary_data=True)
+        outputs = [module.InferRequestedOutput(name, binary_data=True) for name in names]
+    else:
+        tensor.set_data_from_numpy(X)
+        outputs = [module.InferRequestedOutput(name) for name in names]
+    result = make_client(protocol, server).infer("iris", [tensor], outputs=outputs)
+    estimator = estimators[("iris", "2")]
+    assert "decision_function max |diff|" in _parameters(server, protocol, "iris")["verification"]
+    np.testing.assert_array_equal(result.as_numpy("predict"), estimator.predict(X))
+    for name in ("decision_function", "predict_proba"):
+        np.testing.assert_allclose(
+            result.as_numpy(name), getattr(estimator, name)(X), rtol=RTOL, atol=ATOL
+        )

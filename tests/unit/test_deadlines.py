@@ -288,7 +288,9 @@ class Recording(RequestObserver):
         super().__init__()
         self.errors: list[BaseException | None] = []
 
-    def finished(self, name: Any, model: Any, payload: Any, error: Any, *rest: Any) -> None:
+    def ended(
+        self, name: Any, model: Any, rows: Any, request_id: Any, error: Any, *rest: Any
+    ) -> None:
         self.errors.append(error)
 
 

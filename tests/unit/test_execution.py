@@ -144,6 +144,43 @@ def test_a_cheap_sklearn_backend_call_runs_on_the_models_threads():
     assert compiled.describe()["execution_on_loop"].startswith("calls expected under")
 
 
+def test_a_call_that_leaves_work_to_sklearn_runs_off_the_loop_and_teaches_nothing():
+    """One call of a compiled model that needs the estimator's own code (a method the
+    predictor lacks) leaves the loop though the model's calls are measured cheap, and its
+    cost does not move the estimate that keeps the model's cheap calls on the loop."""
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    wall, cpu = FakeClock(), FakeClock()
+
+    def compute(features: Any, methods: list[str]) -> dict[str, np.ndarray]:
+        seen.append(threading.get_ident())
+        cpu.now += 0.05  # sklearn's 50 ms, far above the bound
+        wall.now += 0.05
+        return {method: np.zeros(len(features)) for method in methods}
+
+    async def go() -> ModelExecution:
+        cost = CallCost(1e-6, 0.0)
+        execution = ModelExecution("m", "1", "auto", 1, cost, clock=wall, cpu_clock=cpu)
+        await execution.run(compute, np.zeros((1, 4)), ["decision_function"], may_block=True)
+        execution.shutdown()
+        return execution
+
+    execution = asyncio.run(go())
+    assert seen == [seen[0]] and seen[0] != loop_thread
+    assert execution.stats.on_loop == 0 and execution.stats.off_loop == 1
+    assert execution.cost is not None and execution.cost.expected(1) == pytest.approx(1e-6)
+    assert execution.off_loop(1) is False  # the model's own cheap calls stay on the loop
+    assert execution.off_loop(1, may_block=True) is True
+
+
+def test_a_call_that_may_block_stays_on_the_loop_when_the_user_chose_loop():
+    execution = ModelExecution("m", "1", "loop", 1, CallCost(1e-6, 0.0))
+    try:
+        assert execution.off_loop(1, may_block=True) is False
+    finally:
+        execution.shutdown()
+
+
 def test_the_bound_is_a_parameter():
     cost = CallCost(100e-6, 0.0)
     assert runs_off_loop("auto", cost, 1, bound=50e-6) is True

@@ -20,6 +20,7 @@ from runtimes.cache.backend import CacheScope
 from runtimes.cache.lru import LRUStore
 from runtimes.cache.responses import Lookup, ResponseCache
 from runtimes.errors import InvalidInput, ModelLoadFailed
+from runtimes.execution import CallCost
 from runtimes.runtime_api import RuntimeServices, description_of
 from runtimes.settings import CacheSettings
 from runtimes.sklearn import SklearnRuntime
@@ -191,3 +192,28 @@ def test_redact_names_of_the_models_inputs_load(tmp_path):
     path = folder_with(tmp_path, parameters={"uri": "./", "extra": {"prediction_log": log}})
     runtime = loaded(path)
     assert answer(runtime, X[:2], "predict").tolist() == ESTIMATOR.predict(X[:2]).tolist()
+
+
+def test_a_call_the_compiled_graph_leaves_to_sklearn_runs_off_the_loop(tmp_path):
+    """Issue 18: the ONNX graph of a gradient-boosted classifier answers predict, not
+    decision_function, which sklearn answers; a call asking for it leaves the event loop
+    though the model's calls are measured cheap, while a predict call stays on the loop."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    boosted = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, Y)
+    joblib.dump(boosted, tmp_path / "model.joblib")
+    settings = {"name": "gb", "implementation": "runtimes.sklearn.SklearnRuntime",
+                "parameters": {"uri": "./"}}  # fmt: skip
+    (tmp_path / "model-settings.json").write_text(json.dumps(settings))
+    runtime = loaded(tmp_path / "model-settings.json", RuntimeServices(None))
+    execution = runtime._execution
+    assert execution is not None and execution.stats.on_loop == 0
+    execution.cost = CallCost(1e-6, 0.0)  # measured cheap, whatever this machine's load
+    predicted = asyncio.run(runtime.infer(request(X[:2], "predict"), Phases()))
+    assert np.asarray(predicted.outputs[0].data.root).tolist() == boosted.predict(X[:2]).tolist()
+    assert (execution.stats.on_loop, execution.stats.off_loop) == (1, 0)
+    scored = asyncio.run(runtime.infer(request(X[:2], "decision_function"), Phases()))
+    np.testing.assert_allclose(
+        np.asarray(scored.outputs[0].data.root).reshape(2, -1), boosted.decision_function(X[:2])
+    )
+    assert (execution.stats.on_loop, execution.stats.off_loop) == (1, 1)
