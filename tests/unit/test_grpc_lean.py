@@ -119,11 +119,14 @@ def _handler(service: TritonService, name: str) -> Any:
     return triton_handler(service).service(details)
 
 
-def _answer(served: Served, service: TritonService, request: Any) -> Any:
-    """ModelInfer as the server runs it: the reply's bytes, or the status the client sees."""
+def _answer(
+    served: Served, service: TritonService, request: Any, remaining: float | None = None
+) -> Any:
+    """ModelInfer as the server runs it: the reply's bytes, or the status the client sees.
+    ``remaining``: the client's gRPC deadline, in seconds from now."""
 
     async def run() -> Any:
-        context = FakeContext((("x-request-id", "h-1"),))
+        context = FakeContext((("x-request-id", "h-1"),), time_remaining=remaining)
         try:
             reply = await _handler(service, "ModelInfer").unary_unary(
                 request.SerializeToString(), context
@@ -154,6 +157,15 @@ def test_the_lean_path_answers_as_the_full_path(served: Served, case: str) -> No
     assert lean == full
     if case in ("one row", "three rows", "typed fp64", "with an id"):
         assert isinstance(lean, bytes)  # an answer, not two equal refusals
+
+
+def test_a_passed_grpc_deadline_refuses_as_the_full_path(served: Served) -> None:
+    """The lean path's caller carries the gRPC deadline: a call whose deadline has passed
+    is dropped before the model, as on the full path."""
+    request = REQUESTS["one row"]()
+    lean = _answer(served, served.lean, request, remaining=-1.0)
+    assert lean == _answer(served, served.full, request, remaining=-1.0)
+    assert not isinstance(lean, bytes)
 
 
 def test_the_lean_stream_answers_as_the_full_stream(served: Served) -> None:
