@@ -25,9 +25,10 @@ with ``getattr``:
 
 - ``infer_lean(tensor, phases, caller)``: the lean entry, for the commonest request (one
   input, no parameters, no requested outputs) of a runtime whose ``lean`` is true: the
-  input's fields straight from the wire's JSON, the default output's arrays back, and no
-  ``InferenceRequest``, ``RequestInput`` or ``InferenceResponse`` built. It answers and
-  refuses as ``infer`` does (tests/unit/test_lean_path.py); the data plane takes it only
+  input's fields straight from the wire (REST's JSON, or a gRPC message's raw or typed
+  values as an array), the default output's arrays back, and no ``InferenceRequest``,
+  ``RequestInput`` or ``InferenceResponse`` built. It answers and refuses as ``infer``
+  does (tests/unit/test_lean_path.py, test_grpc_lean.py); the data plane takes it only
   where nothing else needs those objects (``lean_entry``).
 """
 
@@ -87,7 +88,8 @@ class RuntimeDescription:
 
 @dataclass(frozen=True, slots=True)
 class LeanInput:
-    """The one input of a lean request, as the wire's JSON gave it (data not yet checked)."""
+    """The one input of a lean request, as the wire gave it: JSON data, or the array a
+    gRPC message's values decode to (not yet checked against the model)."""
 
     name: str
     datatype: str

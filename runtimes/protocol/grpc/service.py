@@ -6,6 +6,10 @@ request's id in ``infer_response.id``, as Triton does, so one bad request does n
 stream and the client can tell which request failed. Shared memory is not supported and
 answers UNIMPLEMENTED at once. Trace and log settings are Triton's extensions
 (``runtimes.extensions.trace_settings``, ``log_settings``), their values converted here.
+
+The commonest ModelInferRequest (one input, no parameters, no requested outputs) takes the
+lean path where the data plane allows it (``grpc.lean``, ``V2DataPlane.infer_lean``), in
+ModelInfer and ModelStreamInfer alike: the same answers and errors as the full path.
 """
 
 import asyncio
@@ -26,10 +30,13 @@ from ...errors import InvalidPayload, ModelUnavailable, Unsupported, V2ServeErro
 from ...extensions.handlers import ExtensionHandlers
 from ...extensions.log_settings import LogSettings, LogValue
 from ...extensions.trace_settings import TraceSettings
+from ...observability.observer import REQUEST_ID_HEADER
+from ...runtime_api import LeanInput
 from ..offload import BodyOffload
 from ..timeouts import grpc_caller
 from .convert import to_infer_response, to_inference_request
 from .errors import abort, grpc_status, log_unexpected
+from .lean import lean_input, lean_response
 from .message_bulk import Bulk, WireProblem, scan_message, split_message
 from .messages import SERVICE_NAME, message, service_methods
 
@@ -76,8 +83,11 @@ class TritonService:
         trace_settings: TraceSettings | None = None,
         log_settings: LogSettings | None = None,
         offload: BodyOffload | None = None,
+        lean: bool = True,
     ):
-        """``offload``: the server's one helper process for large bodies, shared with REST."""
+        """``offload``: the server's one helper process for large bodies, shared with REST;
+        ``lean``: whether the commonest request may take the lean path (tests compare)."""
+        self.lean = lean
         self.data_plane = data_plane
         self.repository = repository
         self.extensions = extensions
@@ -131,22 +141,47 @@ class TritonService:
     async def _infer(self, request: Any, bulk: Bulk | None, context: Any) -> Any:
         arrived = time.monotonic()
         received = perf_counter_ns()
+        tensor: LeanInput | None = None
         try:
             if bulk is not None:  # a large message converts off the event loop
                 payload = await asyncio.to_thread(
                     to_inference_request, request, _headers(context), bulk
                 )
             else:
-                payload = to_inference_request(request, _headers(context))
+                tensor = lean_input(request) if self.lean else None
+                if tensor is None:
+                    payload = to_inference_request(request, _headers(context))
         except V2ServeError as exc:  # the model's prediction log records the refusal
             version = request.model_version or None
             await self.data_plane.refused(request.model_name, version, request.id, exc, received)
             raise
+        if tensor is not None:
+            reply = await self._lean(request, tensor, arrived, context)
+            if reply is not None:
+                return reply
+            # A request ``lean_input`` decoded is one this converts: no refusal here.
+            payload = to_inference_request(request, _headers(context))
         attach(payload, grpc_caller(request.model_name, payload.parameters, arrived, context))
         response = await self.data_plane.infer(
             payload, request.model_name, request.model_version or None, received, "grpc"
         )
         return to_infer_response(response)
+
+    async def _lean(self, request: Any, tensor: LeanInput, arrived: float, context: Any) -> Any:
+        """The lean path's reply, or None where the model needs the full path."""
+        # No parameters, so no ``timeout``: the gRPC deadline alone, if the client set one.
+        caller = grpc_caller(request.model_name, None, arrived, context)
+
+        def request_id_of() -> str | None:
+            return _headers(context).get(REQUEST_ID_HEADER) or request.id or None
+
+        served = await self.data_plane.infer_lean(
+            tensor, request.model_name, request.model_version or None, request_id_of, caller
+        )
+        if served is None:
+            return None
+        runtime, tensors = served
+        return lean_response(runtime.name, runtime.version, request.id, tensors)
 
     async def ModelInfer(self, wire: bytes, context: Any) -> Any:
         request, bulk = await self._message(wire)
