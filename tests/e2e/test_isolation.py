@@ -114,6 +114,30 @@ class LightProbe:
         self.client.close()
 
 
+def _latencies_during(
+    server: Any, protocol: str, light: Any, heavy: Callable[[], Any], wait_for: Any = None
+) -> list[float]:
+    """The light model's latencies over ``protocol`` while ``heavy`` runs."""
+    probe = LightProbe(server, protocol, light)
+    try:
+        return probe.while_running(heavy, wait_for=wait_for)
+    finally:
+        probe.close()
+
+
+def _run_child(child: Any, answers: Any) -> tuple[Callable[[], None], list[Any]]:
+    """A heavy call that runs ``child`` (a big request from its own process) and the list
+    that gets what it answered."""
+    answer: list[Any] = []
+
+    def heavy() -> None:
+        child.start()
+        answer.append(answers.get(timeout=300))
+        child.join(timeout=60)
+
+    return heavy, answer
+
+
 def _capture(call: Callable[[], Any]) -> Any:
     try:
         return call()
@@ -178,12 +202,9 @@ def _metric(server: RunningServer, name: str, model: str) -> float:
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_sleeping_predict_does_not_hold_up_another_model(isolated, protocol):
     server, estimators = isolated
-    probe = LightProbe(server, protocol, estimators["light"])
     started = time.monotonic()
-    try:
-        latencies = probe.while_running(_slow_calls(server, protocol, 3, estimators["slow"]))
-    finally:
-        probe.close()
+    heavy = _slow_calls(server, protocol, 3, estimators["slow"])
+    latencies = _latencies_during(server, protocol, estimators["light"], heavy)
     # Three calls of 2 s on two threads: the third waited for one.
     p99 = _report(f"(a) sleeping predict, {protocol}", latencies)
     assert time.monotonic() - started >= 2 * SLEEP
@@ -215,18 +236,8 @@ def test_a_large_request_to_a_forest_does_not_hold_up_another_model(isolated, pr
     sent, answers = context.Event(), context.Queue()
     url = server.http_url if protocol == "http" else server.grpc_url
     child = context.Process(target=_forest_request, args=(protocol, url, sent, answers))
-    answer: list[np.ndarray] = []
-
-    def heavy() -> None:
-        child.start()
-        answer.append(answers.get(timeout=300))
-        child.join(timeout=60)
-
-    probe = LightProbe(server, protocol, estimators["light"])
-    try:
-        latencies = probe.while_running(heavy, wait_for=sent)
-    finally:
-        probe.close()
+    heavy, answer = _run_child(child, answers)
+    latencies = _latencies_during(server, protocol, estimators["light"], heavy, wait_for=sent)
     p99 = _report(f"(b) {HEAVY_ROWS} rows to a forest on sklearn, {protocol}", latencies)
     assert child.exitcode == 0
     assert len(latencies) >= MIN_SAMPLES, latencies
@@ -259,11 +270,7 @@ def test_a_40_mb_json_body_does_not_hold_up_another_model(isolated):
         url = f"{server.base}/v2/models/slow/infer"
         answers.append(requests.post(url, data=body, headers=headers, timeout=300))
 
-    probe = LightProbe(server, "http", estimators["light"])
-    try:
-        latencies = probe.while_running(heavy)
-    finally:
-        probe.close()
+    latencies = _latencies_during(server, "http", estimators["light"], heavy)
     p99 = _report("(c) 40 MB JSON body to the sleeping model, http", latencies)
     assert answers[0].status_code == 200, answers[0].text[:500]
     assert len(latencies) >= MIN_SAMPLES, latencies
@@ -311,18 +318,8 @@ def test_a_40_mb_grpc_message_does_not_hold_up_another_model(isolated, contents)
     child = context.Process(
         target=_big_grpc_request, args=(server.grpc_url, contents, sent, answers)
     )
-    answer: list[Any] = []
-
-    def heavy() -> None:
-        child.start()
-        answer.append(answers.get(timeout=300))
-        child.join(timeout=60)
-
-    probe = LightProbe(server, "grpc", estimators["light"])
-    try:
-        latencies = probe.while_running(heavy, wait_for=sent)
-    finally:
-        probe.close()
+    heavy, answer = _run_child(child, answers)
+    latencies = _latencies_during(server, "grpc", estimators["light"], heavy, wait_for=sent)
     p99 = _report(f"(d) 40 MB gRPC message ({contents}) to the sleeping model, grpc", latencies)
     assert child.exitcode == 0
     wire_size, predicted = answer[0]

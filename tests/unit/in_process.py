@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.registry import MultiModelRegistry
@@ -66,3 +67,24 @@ def loggers_restored(names: Iterable[str]) -> Iterator[None]:
             log.handlers[:] = handlers
             log.setLevel(level)
             log.propagate = propagate
+
+
+def iris_counts(plane: V2DataPlane) -> tuple[int, int]:
+    """Rows inferred and executions of iris version 1, from the plane's statistics."""
+    (stats,) = plane.statistics.snapshot([("iris", "1")], {})["model_stats"]
+    return stats["inference_count"], stats["execution_count"]
+
+
+def record_full_infers(plane: V2DataPlane) -> list[object]:
+    """The arguments of every ``plane.infer`` call from now on: the full path's entry, which
+    a lean request must not take."""
+    calls: list[object] = []
+    infer = plane.infer
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await infer(*args, **kwargs)
+
+    plane.infer = counted  # type: ignore[method-assign]
+    return calls
+

@@ -26,7 +26,7 @@ from runtimes.protocol.grpc.messages import SERVICE_NAME, message
 from runtimes.protocol.grpc.service import TritonService, triton_handler
 from tests.unit.grpc_context import FakeContext
 
-from .in_process import release_metrics, serve_iris
+from .in_process import iris_counts, record_full_infers, release_metrics, serve_iris
 
 X, Y = load_iris(return_X_y=True)
 
@@ -173,39 +173,24 @@ def test_the_lean_stream_answers_as_the_full_stream(served: Served) -> None:
     assert _streamed(served, served.lean, requests) == _streamed(served, served.full, requests)
 
 
-def _counts(plane: V2DataPlane) -> tuple[int, int]:
-    (stats,) = plane.statistics.snapshot([("iris", "1")], {})["model_stats"]
-    return stats["inference_count"], stats["execution_count"]
-
-
-def _counting_infer(plane: V2DataPlane) -> list[object]:
-    calls: list[object] = []
-    infer = plane.infer
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return await infer(*args, **kwargs)
-
-    plane.infer = counted  # type: ignore[method-assign]
-    return calls
 
 
 def test_the_lean_path_is_taken_and_counts_as_the_full_path(served: Served) -> None:
     """The full path goes through ``infer``; the lean one must not, and both must add the
     same statistics (rows, executions) for the served version."""
-    before = _counts(served.plane)
-    calls = _counting_infer(served.plane)
+    before = iris_counts(served.plane)
+    calls = record_full_infers(served.plane)
     try:
         request = REQUESTS["three rows"]()
         _answer(served, served.lean, request)
         assert calls == []
-        after_lean = _counts(served.plane)
+        after_lean = iris_counts(served.plane)
         _answer(served, served.full, request)
         assert len(calls) == 1
     finally:
         del served.plane.infer  # the instance attribute: the method again
     assert after_lean == (before[0] + 3, before[1] + 1)
-    assert _counts(served.plane) == (before[0] + 6, before[1] + 2)
+    assert iris_counts(served.plane) == (before[0] + 6, before[1] + 2)
 
 
 def _parameter(request: Any) -> None:
@@ -237,7 +222,7 @@ DECLINED = {
 def test_other_requests_take_the_full_path(served: Served, case: str) -> None:
     request = _with(_request(), DECLINED[case])
     assert lean_input(request) is None
-    calls = _counting_infer(served.plane)
+    calls = record_full_infers(served.plane)
     try:
         _answer(served, served.lean, request)
     finally:

@@ -19,7 +19,7 @@ from runtimes.protocol.rest_codec import build_request, lean_input
 from runtimes.protocol.rest_fastpath import RestInfer
 from runtimes.protocol.rest_router import RestRequest
 
-from .in_process import release_metrics, serve_iris
+from .in_process import iris_counts, record_full_infers, release_metrics, serve_iris
 
 X, Y = load_iris(return_X_y=True)
 
@@ -94,28 +94,17 @@ def test_the_lean_path_answers_as_the_full_path(plane: V2DataPlane, case: str) -
 def test_the_lean_path_is_taken_and_counts_as_the_full_path(plane: V2DataPlane) -> None:
     """The full path goes through ``infer``; the lean one must not, and both must leave
     the same statistics (rows, executions) for the served version."""
-    full_calls: list[object] = []
-    infer = plane.infer
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        full_calls.append(args)
-        return await infer(*args, **kwargs)
-
-    plane.infer = counted  # type: ignore[method-assign]
+    full_calls = record_full_infers(plane)
     body = orjson.dumps(BODIES["three rows, nested"])
     headers = {"content-type": "application/json"}
     _answer(plane, True, body, headers)
     assert full_calls == []
-    after_lean = _counts(plane)
+    after_lean = iris_counts(plane)
     _answer(plane, False, body, headers)
     assert len(full_calls) == 1
     assert after_lean == (3, 1)
-    assert _counts(plane) == (6, 2)
+    assert iris_counts(plane) == (6, 2)
 
-
-def _counts(plane: V2DataPlane) -> tuple[int, int]:
-    (stats,) = plane.statistics.snapshot([("iris", "1")], {})["model_stats"]
-    return stats["inference_count"], stats["execution_count"]
 
 
 @pytest.mark.parametrize("reader", ["tracer", "prediction log"])
