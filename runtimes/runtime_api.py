@@ -95,6 +95,8 @@ class LeanInput:
     datatype: str
     shape: Sequence[int]
     data: Any
+    outputs: tuple[str, ...] = ()
+    """The outputs asked for by name, none with parameters; empty: the default output."""
 
 
 class V2Runtime(MLModel):

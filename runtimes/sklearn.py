@@ -38,7 +38,13 @@ from .runtime_api import LeanInput, RuntimeDescription, V2Runtime, as_python_lis
 from .schema import ModelSchema, derive_schema
 from .settings import ModelExtra, parse_model_extra
 from .timings import PhaseClock, Phases
-from .validation import decode_features, decode_single, requested_outputs, single_input
+from .validation import (
+    decode_features,
+    decode_single,
+    requested_names,
+    requested_outputs,
+    single_input,
+)
 
 logger = logging.getLogger("v2serve.runtime")
 
@@ -300,7 +306,8 @@ class SklearnRuntime(V2Runtime):
     async def infer_lean(
         self, tensor: LeanInput, phases: Phases, caller: Caller | None
     ) -> list[Tensor]:
-        """``infer`` of a request holding only ``tensor``: the default output, no top-k."""
+        """``infer`` of a request holding only ``tensor`` and the outputs it names (none:
+        the default output), with no top-k."""
         clock = PhaseClock()
         features = decode_single(
             self.name,
@@ -312,7 +319,10 @@ class SklearnRuntime(V2Runtime):
             allow_nan=self._extra.allow_nan,
             constraints=self._constraints,
         )
-        methods = list(self._default_outputs)  # callers below may keep it
+        if tensor.outputs:
+            methods = requested_names(self.name, self._schema, tensor.outputs)
+        else:
+            methods = list(self._default_outputs)  # callers below may keep it
         phases.input_ns += clock.lap()
         results = await self._results(features, methods, phases, caller)
         phases.infer_ns += clock.lap()

@@ -285,16 +285,22 @@ def decode_single(
 def requested_outputs(
     model: str, schema: ModelSchema, outputs: Sequence[RequestOutput] | None
 ) -> list[str]:
-    if not outputs:
+    return requested_names(model, schema, [output.name for output in outputs or ()])
+
+
+def requested_names(model: str, schema: ModelSchema, wanted: Sequence[str]) -> list[str]:
+    """The methods to run for the outputs ``wanted`` by name, in order and once each;
+    none wanted: the default output. An unknown name is refused, naming the known ones."""
+    if not wanted:
         return (
             [DEFAULT_OUTPUT] if DEFAULT_OUTPUT in schema.output_names else [schema.output_names[0]]
         )
     names: list[str] = []
-    for output in outputs:
-        if output.name not in schema.output_names:
-            raise InvalidOutput(model, output.name, schema.output_names)
-        if output.name not in names:
-            names.append(output.name)
+    for name in wanted:
+        if name not in schema.output_names:
+            raise InvalidOutput(model, name, schema.output_names)
+        if name not in names:
+            names.append(name)
     return names
 
 

@@ -86,7 +86,23 @@ REQUESTS: dict[str, Callable[[], Any]] = {
     "BOOL raw": lambda: _request(raw=[bytes([1, 0, 1, 1])], datatype="BOOL", shape=[1, 4]),
     "BOOL typed": lambda: _request(raw=[], datatype="BOOL", bool_contents=[True] * 4),
     "unknown model": lambda: _request(model="nope"),
+    # perf_analyzer's request: every output the metadata lists, and one ignored parameter.
+    "as perf_analyzer asks": lambda: _with(_request(X[:2]), _as_perf_analyzer),
+    "two outputs": lambda: _with(_request(), lambda r: _outputs(r, "predict_proba", "predict")),
+    "an output twice": lambda: _with(_request(), lambda r: _outputs(r, "predict", "predict")),
+    "an unknown output": lambda: _with(_request(), lambda r: _outputs(r, "nope")),
+    "unknown input and output": lambda: _with(_request(name="x"), lambda r: _outputs(r, "nope")),
 }
+
+
+def _outputs(request: Any, *names: str) -> None:
+    for name in names:
+        request.outputs.add(name=name)
+
+
+def _as_perf_analyzer(request: Any) -> None:
+    _outputs(request, "decision_function", "predict", "predict_proba")
+    request.parameters["triton_enable_empty_final_response"].bool_param = False
 
 
 @dataclass
@@ -155,7 +171,7 @@ def test_the_lean_path_answers_as_the_full_path(served: Served, case: str) -> No
     request = REQUESTS[case]()
     lean, full = _answer(served, served.lean, request), _answer(served, served.full, request)
     assert lean == full
-    if case in ("one row", "three rows", "typed fp64", "with an id"):
+    if case in ("one row", "three rows", "typed fp64", "with an id", "as perf_analyzer asks"):
         assert isinstance(lean, bytes)  # an answer, not two equal refusals
 
 
@@ -201,8 +217,17 @@ def _input_parameter(request: Any) -> None:
     request.inputs[0].parameters["content_type"].string_param = "np"
 
 
-def _output(request: Any) -> None:
-    request.outputs.add(name="predict")
+def _output_parameter(request: Any) -> None:
+    request.outputs.add(name="predict_proba").parameters["classification"].int64_param = 2
+
+
+def _empty_final_response_as_text(request: Any) -> None:
+    request.parameters["triton_enable_empty_final_response"].string_param = "false"
+
+
+def _empty_final_response_and_timeout(request: Any) -> None:
+    request.parameters["triton_enable_empty_final_response"].bool_param = False
+    request.parameters["timeout"].int64_param = 10_000_000
 
 
 def _second_input(request: Any) -> None:
@@ -213,7 +238,9 @@ def _second_input(request: Any) -> None:
 DECLINED = {
     "request parameters": _parameter,
     "input parameters": _input_parameter,
-    "requested outputs": _output,
+    "output parameters": _output_parameter,
+    "the ignored parameter as text": _empty_final_response_as_text,
+    "the ignored parameter and a timeout": _empty_final_response_and_timeout,
     "two inputs": _second_input,
 }
 
@@ -246,3 +273,20 @@ def test_a_lean_request_is_one_the_full_path_converts(case: str) -> None:
             tensor.datatype,
             tensor.shape,
         )
+
+
+def test_perf_analyzers_request_takes_the_lean_path(served: Served) -> None:
+    """perf_analyzer names every output and sends ``triton_enable_empty_final_response``
+    on each request (issue 15): such a request is lean, and answers as the full path."""
+    request = REQUESTS["as perf_analyzer asks"]()
+    tensor = lean_input(request)
+    assert tensor is not None
+    assert tensor.outputs == ("decision_function", "predict", "predict_proba")
+    calls = record_full_infers(served.plane)
+    try:
+        reply = _answer(served, served.lean, request)
+    finally:
+        del served.plane.infer
+    assert calls == [] and isinstance(reply, bytes)
+    answer = message("ModelInferResponse").FromString(reply)
+    assert [output.name for output in answer.outputs] == list(tensor.outputs)

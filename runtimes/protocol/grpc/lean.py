@@ -1,7 +1,8 @@
 """The lean gRPC path (issue 15): the commonest ModelInferRequest without MLServer's objects.
 
 A request with one input, its values in ``raw_input_contents`` (or in its datatype's one
-typed field), no parameters and no requested outputs goes from the message to the
+typed field), no parameters (but the one perf_analyzer always sends, ``IGNORED_PARAMETER``)
+and outputs asked for by name alone, if any, goes from the message to the
 runtime's ``infer_lean`` (``V2DataPlane.infer_lean``) and its arrays straight into a
 ModelInferResponse: no ``InferenceRequest``, ``RequestInput`` or ``InferenceResponse``.
 The values are read by the same functions as ``convert.to_inference_request`` in the same
@@ -23,9 +24,9 @@ def lean_input(request: Any) -> LeanInput | None:
     path raises it); None for any other request, which then takes the full path."""
     if (
         len(request.inputs) != 1
-        or request.outputs
-        or request.parameters
+        or not _ignored_parameters(request.parameters)
         or len(request.raw_input_contents) > 1
+        or any(output.parameters for output in request.outputs)
     ):
         return None
     tensor = request.inputs[0]
@@ -41,7 +42,22 @@ def lean_input(request: Any) -> LeanInput | None:
         )
     else:
         data = typed_contents(request.model_name, tensor, populated)
-    return LeanInput(tensor.name, tensor.datatype, shape, data)
+    outputs = tuple(output.name for output in request.outputs)
+    return LeanInput(tensor.name, tensor.datatype, shape, data, outputs)
+
+
+IGNORED_PARAMETER = "triton_enable_empty_final_response"
+"""perf_analyzer sends it (false) on every request: it asks a decoupled model's stream for
+an empty last response, which the full path ignores too, so it does not stop a request
+from being lean. Any other request parameter (``timeout``, tracing, ...) does."""
+
+
+def _ignored_parameters(parameters: Any) -> bool:
+    if not parameters:
+        return True
+    if len(parameters) != 1 or IGNORED_PARAMETER not in parameters:
+        return False
+    return parameters[IGNORED_PARAMETER].WhichOneof("parameter_choice") == "bool_param"
 
 
 def lean_response(model: str, version: str | None, request_id: str, tensors: list[Tensor]) -> Any:
