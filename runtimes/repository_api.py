@@ -17,7 +17,7 @@ from mlserver.types import (
 from .errors import InvalidModelName
 from .repository import VersionedRepository
 from .repository.controller import RepositoryController
-from .repository.layout import MAX_NAME_BYTES, escapes, is_valid_model_name
+from .repository.layout import MAX_NAME_BYTES, ModelFolder, escapes, is_valid_model_name
 from .repository.states import ModelStates, VersionState
 
 
@@ -40,6 +40,16 @@ def _item(name: str, version: str, state: str, reason: str) -> RepositoryIndexRe
     )
 
 
+def not_loaded_reason(model: ModelFolder, held: bool) -> str:
+    """Why a model folder has no version in the index: unloaded by request, or nothing in
+    it to load (an empty folder keeps a strict server unready, so the index says why)."""
+    if held:
+        return "unloaded"
+    if not model.versions and model.settings_file is None:
+        return "not loaded: the folder has no model-settings.json and no version folder"
+    return "not loaded"
+
+
 class V2RepositoryHandlers(ModelRepositoryHandlers):
     def __init__(
         self,
@@ -58,7 +68,7 @@ class V2RepositoryHandlers(ModelRepositoryHandlers):
         listed = {s.model for s in self.states.all()}
         for model in self.controller.repository.model_folders():
             if model.name not in listed:
-                reason = "unloaded" if model.name in self.controller.held else "not loaded"
+                reason = not_loaded_reason(model, model.name in self.controller.held)
                 items.append(_item(model.name, "", VersionState.UNAVAILABLE.value, reason))
         if payload.ready:
             items = [item for item in items if item.state == VersionState.READY.value]
