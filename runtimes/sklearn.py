@@ -64,7 +64,6 @@ class SklearnRuntime(V2Runtime):
     _labels: Any = None
     _format: str = "sklearn"
     _example: Any = None
-    _default_outputs: list[str]
     load_warning: str = ""
 
     async def load(self) -> bool:
@@ -124,7 +123,6 @@ class SklearnRuntime(V2Runtime):
             may_block=self._backend.backend == "sklearn",
         )
         self._batcher = self._choose_batching(example, self._execution)
-        self._default_outputs = requested_outputs(self.name, self._schema, None)
         self.lean = single_input(self._schema)
         return True
 
@@ -319,10 +317,7 @@ class SklearnRuntime(V2Runtime):
             allow_nan=self._extra.allow_nan,
             constraints=self._constraints,
         )
-        if tensor.outputs:
-            methods = requested_names(self.name, self._schema, tensor.outputs)
-        else:
-            methods = list(self._default_outputs)  # callers below may keep it
+        methods = requested_names(self.name, self._schema, tensor.outputs)
         phases.input_ns += clock.lap()
         results = await self._results(features, methods, phases, caller)
         phases.infer_ns += clock.lap()
