@@ -24,9 +24,10 @@ with ``getattr``:
   foreign ``MLModel`` the empty description.
 
 - ``infer_lean(tensor, phases, caller)``: the lean entry, for the commonest request (one
-  input, no parameters, no requested outputs) of a runtime whose ``lean`` is true: the
-  input's fields straight from the wire (REST's JSON, or a gRPC message's raw or typed
-  values as an array), the default output's arrays back, and no ``InferenceRequest``,
+  input, no parameters; outputs, if any, named without parameters) of a runtime whose
+  ``lean`` is true: the input's fields straight from the wire (REST's JSON, or a gRPC
+  message's raw or typed values as an array), the named outputs' arrays back (none
+  named: the default output), and no ``InferenceRequest``,
   ``RequestInput`` or ``InferenceResponse`` built. It answers and refuses as ``infer``
   does (tests/unit/test_lean_path.py, test_grpc_lean.py); the data plane takes it only
   where nothing else needs those objects (``lean_entry``).

@@ -7,9 +7,10 @@ stream and the client can tell which request failed. Shared memory is not suppor
 answers UNIMPLEMENTED at once. Trace and log settings are Triton's extensions
 (``runtimes.extensions.trace_settings``, ``log_settings``), their values converted here.
 
-The commonest ModelInferRequest (one input, no parameters, no requested outputs) takes the
-lean path where the data plane allows it (``grpc.lean``, ``V2DataPlane.infer_lean``), in
-ModelInfer and ModelStreamInfer alike: the same answers and errors as the full path.
+The commonest ModelInferRequest (one input, no parameters, outputs named without
+parameters or none) takes the lean path where the data plane allows it (``grpc.lean``,
+``V2DataPlane.infer_lean``), in ModelInfer and ModelStreamInfer alike: the same answers
+and errors as the full path.
 """
 
 import asyncio
